@@ -1,0 +1,51 @@
+"""Source positions and the one error type every front-end failure becomes.
+
+Every problem with the user's input is raised as `InputError` carrying a `Span`;
+the CLI prints `file:line:col: message` and exits 2. Nothing else in the front
+end may escape to the user as a traceback.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True, slots=True)
+class Span:
+    """Where something stands in the user's sources (1-based line and column).
+
+    For a DTB input, `line` is 1 and `column` is the 1-based byte offset, so that
+    binary positions still read as `file:line:col`.
+    """
+
+    file: str
+    line: int
+    column: int
+    end_line: int = 0
+    end_column: int = 0
+
+    def __str__(self) -> str:
+        return f"{self.file}:{self.line}:{self.column}"
+
+
+UNKNOWN_SPAN = Span("<unknown>", 0, 0)
+
+
+class InputError(Exception):
+    """The input cannot be read: one line, pointing at the place (CLI exit 2)."""
+
+    def __init__(self, span: Span, message: str) -> None:
+        super().__init__(f"{span}: {message}")
+        self.span = span
+        self.message = message
+
+
+@dataclass(frozen=True, slots=True)
+class Diagnostic:
+    """A non-fatal remark about the input (what dtc prints as a warning)."""
+
+    span: Span
+    message: str
+
+    def __str__(self) -> str:
+        return f"{self.span}: warning: {self.message}"

@@ -1,0 +1,3 @@
+"""evtchn-spec: a specification, reference implementation and proofs of Xen static event channels."""
+
+__version__ = "0.1.0"
