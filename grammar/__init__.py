@@ -1,1 +1,40 @@
-"""Front end: DTS text (lark) and DTB bytes, both to one resolved `Tree`."""
+"""Front end: DTS text (lark) and DTB bytes, both to one resolved `Tree`.
+
+`load` is the one entry point the rest of the project uses.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+from .errors import InputError, Span
+from .tree import Tree
+
+FDT_MAGIC = b"\xd0\x0d\xfe\xed"
+
+
+def load(
+    path: str | Path,
+    *,
+    cpp: bool = False,
+    include_dirs: Sequence[str | Path] = (),
+    symbols: bool = False,
+) -> Tree:
+    """Read a `.dts` (optionally through cpp) or a `.dtb` into a resolved tree.
+
+    `symbols` asks for the `__symbols__` node, as `dtc -@` makes it.
+    Raises InputError (one line, with a position) for anything it cannot read.
+    """
+    name = str(path)
+    try:
+        data = Path(path).read_bytes()
+    except OSError as exc:
+        raise InputError(Span(name, 0, 0), f"cannot read file: {exc.strerror or exc}") from None
+    if data[:4] == FDT_MAGIC:
+        from .dtb import read_dtb
+
+        return read_dtb(data, name)
+    from .dts import parse_dts
+
+    return parse_dts(data, name, cpp=cpp, include_dirs=include_dirs, symbols=symbols)
