@@ -1,3 +1,4 @@
-"""evtchn-spec: a specification, reference implementation and proofs of Xen static event channels."""
+"""evtchn-spec: specification, reference implementation and proofs of Xen static event
+channels."""
 
 __version__ = "0.1.0"

@@ -32,7 +32,8 @@ class UsageError(Exception):
 
 def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("file", help=".dts or .dtb file")
-    p.add_argument("--cpp", action="store_true", help="run the C preprocessor first (as Linux does)")
+    p.add_argument("--cpp", action="store_true",
+                   help="run the C preprocessor first (as Linux does)")
     p.add_argument("-I", dest="include_dirs", action="append", default=[], metavar="DIR",
                    help="include directory for /include/ and #include (repeatable)")
     p.add_argument("--dialect", choices=("auto", "seed", "xen"), default="auto")
@@ -92,7 +93,8 @@ def _not_yet(issue: int) -> Handler:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="evtchn-spec",
-        description="Specification, reference implementation and proofs of Xen static event channels.",
+        description="Specification, reference implementation and proofs of Xen static "
+        "event channels.",
     )
     from . import __version__
 
@@ -148,7 +150,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except MemoryError:
         print(f"{args.file}: input too large to process in memory", file=sys.stderr)
         return EXIT_INPUT
-    except Exception as exc:  # noqa: BLE001 - last line of defence, never a raw traceback
+    except Exception as exc:  # the last line of defence: never a raw traceback
         if os.environ.get("EVTCHN_SPEC_DEBUG"):
             raise
         print(f"evtchn-spec: internal error: {type(exc).__name__}: {exc} "
