@@ -37,10 +37,10 @@ HEADER_SIZE_V17 = 40
 RSV_ENTRY = 16
 
 # dtc's checks.c character sets (errors, not warnings, so dtc refuses such blobs).
-_PROPNODECHARS = frozenset(
-    b"abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789,._+*#?-"
-)
-_NODECHARS = _PROPNODECHARS | frozenset(b"@")
+# Measured against dtc 1.6.1 for every byte value.
+_ALNUM = b"abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789"
+_NODECHARS = frozenset(_ALNUM + b",._+-@")
+_PROPCHARS = frozenset(_ALNUM + b",._+-*#?")
 
 
 def _pad4(n: int) -> int:
@@ -171,12 +171,15 @@ def read_dtb(data: bytes, name: str) -> Tree:
     blob = _Blob(bytes(data[:totalsize]), name)
     d = blob.data
     off_struct, off_strings, off_rsv, version = (_u32(d, o) for o in (8, 12, 16, 20))
-    hdr_size = 28 if version < 2 else 32 if version < 3 else 36 if version < 17 else 40
+    # dtc reads the fields a version's header has, even past totalsize (it then reads
+    # uninitialised memory); we insist that they lie inside the blob instead.
+    hdr_size = 28 if version < 3 else 36 if version < 17 else 40
     if totalsize < hdr_size:
         raise blob.err(
             4, f"DTB totalsize {totalsize} is smaller than a version {version} header ({hdr_size})"
         )
-    boot_cpuid = _u32(d, 28) if version >= 2 else 0
+    # dtc takes boot_cpuid_phys from offset 28 whatever the version says.
+    boot_cpuid = _u32(d, 28) if totalsize >= 32 else 0
     if off_rsv >= totalsize:
         raise blob.err(16, f"memory reservation block offset {off_rsv} is beyond totalsize")
     if off_struct >= totalsize:
@@ -258,7 +261,7 @@ def _read_struct(
         if end < 0:
             raise blob.err(at + 8, f"property name offset {stroff} overruns the strings block")
         raw = d[start:end]
-        bad = next((c for c in raw if c not in _PROPNODECHARS), None)
+        bad = next((c for c in raw if c not in _PROPCHARS), None)
         if bad is not None:
             raise blob.err(at, f"bad character {_show(bad)} in property name {_quote(raw)}")
         text = raw.decode("ascii")
