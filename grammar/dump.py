@@ -26,8 +26,13 @@ JSON_FORMAT = 1
 def to_json(tree: Tree) -> dict[str, Any]:
     """The tree as the format-1 JSON object (see module docstring)."""
     nodes: dict[str, dict[str, str]] = {}
-    for node in tree.walk():
-        nodes[node.path] = {p.name: p.value.hex() for p in node.properties.values()}
+    # Paths built from the parent's, so deep trees stay linear.
+    stack: list[tuple[Node, str]] = [(tree.root, "/")]
+    while stack:
+        node, path = stack.pop()
+        nodes[path] = {p.name: p.value.hex() for p in node.properties.values()}
+        prefix = path if path == "/" else path + "/"
+        stack.extend((c, prefix + c.name) for c in reversed(node.children.values()))
     return {"format": JSON_FORMAT, "nodes": nodes}
 
 
