@@ -12,10 +12,14 @@ import os
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from .grammar import load
 from .grammar.errors import InputError
 from .grammar.tree import Tree
+
+if TYPE_CHECKING:
+    from .config import Config
 
 EXIT_OK = 0
 EXIT_VIOLATION = 1
@@ -81,6 +85,85 @@ def cmd_dump(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def load_config(args: argparse.Namespace) -> Config:
+    """The tree, read as the chosen Xen version and dialect would read it."""
+    from .config import Config, xen_profile
+
+    try:
+        profile = xen_profile(args.xen_version)
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
+    tree = load_tree(args)
+    for w in tree.warnings:
+        print(w, file=sys.stderr)
+    return Config.from_tree(tree, profile, args.dialect)
+
+
+def cmd_check(args: argparse.Namespace) -> int:
+    from . import report
+    from .check import check
+
+    policy = None
+    if args.policy:
+        from .policy import Policy
+
+        policy = Policy.load(args.policy)
+    result = check(load_config(args), policy=policy, strict=args.strict)
+    if args.format == "json":
+        sys.stdout.write(report.to_json(result))
+    elif args.format == "sarif":
+        sys.stdout.write(report.to_sarif(result))
+    else:
+        sys.stdout.write(report.to_text(result, colour=report.use_colour(sys.stdout)))
+    return EXIT_VIOLATION if result.errors else EXIT_OK
+
+
+def cmd_boot(args: argparse.Namespace) -> int:
+    import json
+
+    from .boot import boot, to_text
+
+    res = boot(load_config(args), trace=args.format == "text")
+    if args.format == "json":
+        sys.stdout.write(json.dumps(res.to_json(), indent=2) + "\n")
+    else:
+        sys.stdout.write(to_text(res))
+    return EXIT_OK if res.outcome == "booted" else EXIT_VIOLATION
+
+
+def cmd_table(args: argparse.Namespace) -> int:
+    from . import table as tbl
+    from .boot import boot
+
+    res = boot(load_config(args), keep_going=True)
+    rows = tbl.rows(res)
+    if res.failure is not None:
+        print(f"evtchn-spec table: Xen would panic ({res.failure.panic}); the table shows "
+              "what the walk made, see `check`", file=sys.stderr)
+    if args.guest_dt:
+        out = Path(args.guest_dt)
+        out.mkdir(parents=True, exist_ok=True)
+        for name, text in tbl.guest_fragments(res, rows).items():
+            target = out / name
+            if target.exists() and target.samefile(args.file):
+                raise UsageError(f"{target}: refusing to overwrite the input file")
+            write_output(str(target), text)
+    renderers: dict[str, Callable[[], str]] = {
+        "json": lambda: tbl.to_json(rows, res), "csv": lambda: tbl.to_csv(rows),
+        "markdown": lambda: tbl.to_markdown(rows), "text": lambda: tbl.to_text(rows)}
+    sys.stdout.write(renderers[args.format]())
+    return EXIT_OK if res.failure is None else EXIT_VIOLATION
+
+
+def cmd_graph(args: argparse.Namespace) -> int:
+    from .boot import boot
+    from .graph import to_dot, to_mermaid
+
+    res = boot(load_config(args), keep_going=True)
+    sys.stdout.write(to_mermaid(res) if args.format == "mermaid" else to_dot(res))
+    return EXIT_OK if res.failure is None else EXIT_VIOLATION
+
+
 def _not_yet(issue: int) -> Handler:
     def handler(args: argparse.Namespace) -> int:
         print(f"evtchn-spec {args.command}: not available in this version yet "
@@ -109,17 +192,38 @@ def build_parser() -> argparse.ArgumentParser:
                    help="add the __symbols__ node, as dtc -@ does")
     p.set_defaults(handler=cmd_dump)
 
+    p = sub.add_parser("check", help="all binding rules, with locations and fix hints")
+    _common(p)
+    p.add_argument("--format", choices=("text", "json", "sarif"), default="text")
+    p.add_argument("--strict", action="store_true", help="warnings count as errors")
+    p.add_argument("--policy", metavar="FILE",
+                   help="TOML list of the domain pairs allowed to share a channel")
+    p.set_defaults(handler=cmd_check)
+
+    p = sub.add_parser("table", help="the binding table")
+    _common(p)
+    p.add_argument("--format", choices=("text", "json", "csv", "markdown"), default="text")
+    p.add_argument("--guest-dt", metavar="DIR",
+                   help="also write, per domain, a DT fragment listing its ports")
+    p.set_defaults(handler=cmd_table)
+
+    p = sub.add_parser("boot", help="the reference boot: what Xen would do")
+    _common(p)
+    p.add_argument("--format", choices=("text", "json"), default="text")
+    p.set_defaults(handler=cmd_boot)
+
+    p = sub.add_parser("graph", help="the channel topology as a picture")
+    _common(p)
+    p.add_argument("--format", choices=("dot", "mermaid"), default="dot")
+    p.set_defaults(handler=cmd_graph)
+
     planned = {
-        "check": ("all binding rules, with locations and fix hints", 3),
-        "table": ("the binding table", 3),
-        "boot": ("the reference boot: what Xen would do", 3),
         "xen": ("boot the tree on the real Xen 4.17 under QEMU", 4),
         "run": ("apply a hypercall trace to the booted state", 5),
         "prove": ("Z3 certification", 6),
         "fix": ("minimal repair by Z3", 6),
         "vectors": ("conformance test vectors", 6),
         "diff": ("differential testing of another implementation", 6),
-        "graph": ("the channel topology as a picture", 3),
     }
     for name, (help_text, issue) in planned.items():
         p = sub.add_parser(name, help=help_text)

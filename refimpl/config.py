@@ -1,0 +1,441 @@
+"""The configuration Xen reads from a resolved device tree.
+
+`Config.from_tree` makes one linear pass over the tree and records everything the
+boot (boot.py) and the rules (check.py) need, read the way Xen reads it:
+
+  * phandles as Xen's unflattener sets them (`phandle` or `linux,phandle`, the
+    first non-zero one; `ibm,phandle` overrides; a node without one has 0), and
+    `dt_find_node_by_phandle` returning the *first* node in FDT order;
+  * compatible matching as `dt_device_is_compatible` does it: any string of the
+    list, compared with strcasecmp;
+  * boot modules as bootfdt.c's `process_multiboot_node` classifies them, which
+    decides whether dom0 exists (`is_dom0less_mode`);
+  * the domains `create_domUs` creates (every `/chosen` child compatible with
+    `xen,domain`, in FDT order, domids 1, 2, ...) and the properties of theirs
+    that matter to event channels;
+  * every node that looks like an event-channel endpoint, in either dialect.
+
+The tree is never walked again per endpoint: lookups are dicts keyed by node id.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import Enum
+
+from .grammar.errors import Span
+from .grammar.tree import Node, Property, Tree
+from .xen_state import DOM0_MAX_EVTCHN_PORT, DOMU_MAX_EVTCHN_PORT
+
+COMPAT_V1 = "xen,evtchn-v1"
+COMPAT_SEED = "xen,evtchn"
+COMPAT_DOMAIN = "xen,domain"
+DOM0_NAME = "Domain-0"
+
+# 4.21+ `capabilities` bits (xen/include/public/bootfdt.h).
+DOMAIN_CAPS_CONTROL = 1 << 0
+DOMAIN_CAPS_HARDWARE = 1 << 1
+DOMAIN_CAPS_XENSTORE = 1 << 2
+DOMAIN_CAPS_MASK = DOMAIN_CAPS_CONTROL | DOMAIN_CAPS_HARDWARE | DOMAIN_CAPS_XENSTORE
+
+
+class Dialect(Enum):
+    XEN = "xen"
+    SEED = "seed"
+
+
+@dataclass(frozen=True, slots=True)
+class XenProfile:
+    """The behaviour of one Xen release, as far as the boot of event channels goes."""
+
+    name: str
+    version: tuple[int, int]
+
+    @property
+    def late_xenstore(self) -> bool:
+        """4.21+: xenstore ports are allocated after all domUs (initialize_domU_xenstore),
+        "legacy" is accepted, and a domU may carry `capabilities`."""
+        return self.version >= (4, 21)
+
+    @property
+    def rc_in_panics(self) -> bool:
+        """4.21+: "Could not set up domain %s (rc = %d)" and friends."""
+        return self.version >= (4, 21)
+
+
+KNOWN_VERSIONS = {
+    "4.17": (4, 17), "4.18": (4, 18), "4.19": (4, 19), "4.20": (4, 20),
+    "4.21": (4, 21), "4.22": (4, 22), "master": (4, 23),
+}
+
+
+def xen_profile(version: str) -> XenProfile:
+    """`--xen VERSION`: 4.17 (default) ... 4.22 or master; a point release such as
+    4.17.3 selects its branch. Raises ValueError for anything else."""
+    v = version.strip().lower()
+    if v.startswith("release-"):
+        v = v[len("release-"):]
+    parts = v.split(".")
+    key = v if v == "master" else ".".join(parts[:2])
+    if key not in KNOWN_VERSIONS or (key != "master" and not all(p.isdigit() for p in parts)):
+        known = ", ".join(KNOWN_VERSIONS)
+        raise ValueError(f"unknown Xen version {version!r} (known: {known})")
+    return XenProfile(key, KNOWN_VERSIONS[key])
+
+
+def has_compat(node: Node, compat: str) -> bool:
+    """dt_device_is_compatible: any string of the list, case-insensitively."""
+    prop = node.properties.get("compatible")
+    if prop is None:
+        return False
+    want = compat.lower()
+    return any(s.lower() == want for s in _c_strings(prop.value))
+
+
+def has_compat_exact(node: Node, compat: str) -> bool:
+    """libfdt's fdt_node_check_compatible: any string of the list, case-sensitively."""
+    prop = node.properties.get("compatible")
+    return prop is not None and compat in _c_strings(prop.value)
+
+
+def _c_strings(value: bytes) -> list[str]:
+    """The value split as C walks it (strlen + 1 at a time), tolerating junk."""
+    return [s.decode("latin-1") for s in value.split(b"\0") if s] if value else []
+
+
+def xen_read_string(prop: Property | None) -> tuple[int, str | None]:
+    """dt_property_read_string: (0, s) | (-EINVAL absent) | (-ENODATA empty) |
+    (-EILSEQ no NUL inside the value)."""
+    if prop is None:
+        return -22, None
+    if not prop.value:
+        return -61, None
+    nul = prop.value.find(b"\0")
+    if nul < 0:
+        return -84, None
+    return 0, prop.value[:nul].decode("latin-1")
+
+
+def read_u32(prop: Property | None) -> int | None:
+    """dt_property_read_u32: None when absent or shorter than 4 bytes."""
+    if prop is None or len(prop.value) < 4:
+        return None
+    return int.from_bytes(prop.value[:4], "big")
+
+
+def node_name(node: Node) -> str:
+    """dt_node_name: the node name without its unit address."""
+    return node.basename
+
+
+@dataclass(frozen=True, slots=True)
+class Loc:
+    """One place a finding points at."""
+
+    file: str
+    line: int
+    column: int
+    node: str
+
+    def __str__(self) -> str:
+        return f"{self.file}:{self.line}:{self.column}"
+
+
+def loc(node: Node, span: Span | None = None) -> Loc:
+    s = span or node.span
+    return Loc(s.file, s.line, s.column, node.path)
+
+
+def prop_loc(node: Node, prop: Property | None, offset: int | None = None) -> Loc:
+    """The cell at `offset` of `prop` if the source wrote one, else the property,
+    else the node."""
+    if prop is None:
+        return loc(node)
+    if offset is not None:
+        piece = prop.piece_at(offset)
+        if piece is not None:
+            return loc(node, piece.span)
+    return loc(node, prop.span)
+
+
+@dataclass(slots=True, eq=False)
+class BootModule:
+    """A boot module as bootfdt.c registers it (add_boot_module)."""
+
+    node: Node
+    kind: str  # "kernel" | "ramdisk" | "xsm" | "dtb" | "unknown"
+    start: int
+    size: int
+    domU: bool
+
+
+@dataclass(slots=True, eq=False)
+class DomainSpec:
+    """A domain Xen creates at boot, with what matters to its event channels."""
+
+    domid: int
+    name: str
+    node: Node | None  # None for dom0 (built from the host tree, not a node)
+    is_dom0: bool
+    xenstore: bool = False  # xen,enhanced asks for xenstore (a port 1 at boot)
+    enhanced: str = "absent"  # how Xen read xen,enhanced: absent/empty/<string>
+    max_evtchn_port: int = DOMU_MAX_EVTCHN_PORT
+    vcpus: int | None = None
+    capabilities: int = 0
+
+    @property
+    def effective_max_port(self) -> int:
+        return min(self.max_evtchn_port & 0xFFFFFFFF, 0x7FFFFFFF)
+
+
+@dataclass(slots=True, eq=False)
+class Endpoint:
+    """A node that declares an event channel (or looks like it does)."""
+
+    node: Node
+    dialect: Dialect
+    dialect_reason: str
+    prop: Property | None
+    cells: list[int]
+    v1: bool  # compatible with xen,evtchn-v1 (the only thing Xen's walk accepts)
+    seed_compat: bool  # compatible with "xen,evtchn" (the seed / booting.txt prose)
+
+
+@dataclass(slots=True, eq=False)
+class Config:
+    """Everything boot and check read, indexed for linear-time use."""
+
+    tree: Tree
+    profile: XenProfile
+    dialect_mode: str
+    chosen: Node | None
+    modules: list[BootModule] = field(default_factory=list)
+    module_problem: tuple[Node, str] | None = None  # early panic in process_multiboot_node
+    dom0_kernel: bool = False
+    domU_kernel: bool = False
+    domains: list[DomainSpec] = field(default_factory=list)  # in creation order
+    domain_nodes: list[Node] = field(default_factory=list)  # /chosen children that are xen,domain
+    endpoints: list[Endpoint] = field(default_factory=list)
+    endpoint_of: dict[int, Endpoint] = field(default_factory=dict)
+    xen_phandle: dict[int, int] = field(default_factory=dict)  # id(node) -> Xen's phandle
+    by_phandle: dict[int, Node] = field(default_factory=dict)  # first node in FDT order
+    dup_phandles: dict[int, list[Node]] = field(default_factory=dict)
+    depth: dict[int, int] = field(default_factory=dict)
+    order: dict[int, int] = field(default_factory=dict)  # FDT position of each node
+    candidates: list[Node] = field(default_factory=list)
+
+    # -- queries -----------------------------------------------------------
+    @property
+    def has_dom0(self) -> bool:
+        """create_dom0 runs unless is_dom0less_mode (no dom0 kernel, some domU kernel)."""
+        return not (not self.dom0_kernel and self.domU_kernel)
+
+    def phandle(self, node: Node) -> int:
+        return self.xen_phandle.get(id(node), 0)
+
+    def find_by_phandle(self, ph: int) -> Node | None:
+        """dt_find_node_by_phandle: the first node in FDT order with that phandle
+        (phandle 0 finds the first node without one, normally the root)."""
+        return self.by_phandle.get(ph)
+
+    def domain_of_node(self, node: Node) -> DomainSpec | None:
+        for d in self.domains:
+            if d.node is node:
+                return d
+        return None
+
+    # -- construction ----------------------------------------------------------
+    @classmethod
+    def from_tree(cls, tree: Tree, profile: XenProfile | None = None,
+                  dialect: str = "auto") -> Config:
+        cfg = cls(tree=tree, profile=profile or xen_profile("4.17"), dialect_mode=dialect,
+                  chosen=tree.root.children.get("chosen"))
+        if cfg.chosen is None:
+            cfg.chosen = next((c for c in tree.root.children.values()
+                               if c.basename == "chosen" and c.unit_address is None), None)
+        cfg._scan()
+        cfg._domains()
+        cfg._classify_endpoints()
+        return cfg
+
+    def _scan(self) -> None:
+        """One pass in FDT order: Xen's phandles, depths, modules, candidates."""
+        kind_guess = 0
+        depth = self.depth
+        depth[id(self.tree.root)] = 0
+        for i, node in enumerate(self.tree.walk()):
+            self.order[id(node)] = i
+            if node.parent is not None:
+                depth[id(node)] = depth[id(node.parent)] + 1
+            ph = 0
+            for p in node.properties.values():
+                if p.name in ("phandle", "linux,phandle"):
+                    if ph == 0:
+                        ph = int.from_bytes(p.value[:4].ljust(4, b"\0"), "big")
+                elif p.name == "ibm,phandle":
+                    ph = int.from_bytes(p.value[:4].ljust(4, b"\0"), "big")
+            self.xen_phandle[id(node)] = ph
+            if ph in self.by_phandle:
+                if ph != 0:
+                    self.dup_phandles.setdefault(ph, [self.by_phandle[ph]]).append(node)
+            else:
+                self.by_phandle[ph] = node
+            if ("xen,evtchn" in node.properties or has_compat(node, COMPAT_V1)
+                    or has_compat(node, COMPAT_SEED)):
+                self.candidates.append(node)
+            d = depth[id(node)]
+            if d <= 3 and (has_compat(node, "xen,multiboot-module")
+                           or has_compat(node, "multiboot,module")):
+                kind_guess = self._module(node, kind_guess)
+
+    def _module(self, node: Node, kind_guess: int) -> int:
+        """process_multiboot_node, for the modules that decide which domains exist."""
+        if not node.path.startswith("/chosen"):
+            return kind_guess
+        reg = node.properties.get("reg")
+        parent = node.parent
+        assert parent is not None
+        ac = read_u32(parent.properties.get("#address-cells"))
+        sc = read_u32(parent.properties.get("#size-cells"))
+        ac = 2 if ac is None else ac
+        sc = 1 if sc is None else sc
+        if reg is None:
+            if self.module_problem is None:
+                self.module_problem = (node, f"node {node.name} missing `reg' property")
+            return kind_guess
+        if len(reg.value) < 4 * (ac + sc):
+            if self.module_problem is None:
+                self.module_problem = (
+                    node, f"fdt: node `{node.name}': `reg` property length is too short")
+            return kind_guess
+        cells = reg.cells()
+        start = _number(cells[:ac])
+        size = _number(cells[ac:ac + sc])
+        if has_compat_exact(node, "xen,linux-zimage") or has_compat_exact(node, "multiboot,kernel"):
+            kind = "kernel"
+        elif (has_compat_exact(node, "xen,linux-initrd")
+              or has_compat_exact(node, "multiboot,ramdisk")):
+            kind = "ramdisk"
+        elif has_compat_exact(node, "xen,xsm-policy"):
+            kind = "xsm"
+        elif has_compat_exact(node, "multiboot,device-tree"):
+            kind = "dtb"
+        else:
+            kind = "unknown"
+        if kind == "unknown":
+            # The first unknown module is the kernel, the second the ramdisk
+            # (has_xsm_magic on the image is not modelled).
+            kind = {0: "kernel", 1: "ramdisk"}.get(kind_guess, "unknown")
+            kind_guess += 1
+        domU = has_compat_exact(parent, COMPAT_DOMAIN)
+        for m in self.modules:
+            if m.kind == kind and m.start == start:
+                if not domU:
+                    m.domU = False
+                return kind_guess
+        self.modules.append(BootModule(node, kind, start, size, domU))
+        return kind_guess
+
+    def kernel_ok(self, domain_node: Node) -> bool:
+        """kernel_probe for a domU: the last `multiboot,kernel` child names a registered
+        kernel module (by address) of non-zero size."""
+        mod: BootModule | None = None
+        for child in domain_node.children.values():
+            if has_compat(child, "multiboot,kernel"):
+                reg = child.properties.get("reg")
+                ac = read_u32(domain_node.properties.get("#address-cells"))
+                ac = 2 if ac is None else ac
+                start = _number(reg.cells()[:ac]) if reg is not None else -1
+                mod = next((m for m in self.modules if m.kind == "kernel" and m.start == start),
+                           None)
+        return mod is not None and mod.size != 0
+
+    def dom0_kernel_ok(self) -> bool:
+        mod = next((m for m in self.modules if m.kind == "kernel" and not m.domU), None)
+        return mod is not None and mod.size != 0
+
+    def _domains(self) -> None:
+        for m in self.modules:
+            if m.kind == "kernel":
+                if m.domU:
+                    self.domU_kernel = True
+                else:
+                    self.dom0_kernel = True
+        if self.has_dom0:
+            self.domains.append(DomainSpec(0, DOM0_NAME, None, True,
+                                           max_evtchn_port=DOM0_MAX_EVTCHN_PORT))
+        if self.chosen is None:
+            return
+        domid = 0
+        for child in self.chosen.children.values():
+            if not has_compat(child, COMPAT_DOMAIN):
+                continue
+            self.domain_nodes.append(child)
+            domid += 1
+            spec = DomainSpec(domid, node_name(child), child, False)
+            spec.vcpus = read_u32(child.properties.get("cpus"))
+            rc, s = xen_read_string(child.properties.get("xen,enhanced"))
+            if rc == -22:
+                spec.enhanced = "absent"
+            elif rc == -61:
+                spec.enhanced = "empty"
+            elif rc == -84:
+                spec.enhanced = "unterminated"
+            else:
+                spec.enhanced = s or ""
+            xs_values = ("enabled", "legacy") if self.profile.late_xenstore else ("enabled",)
+            spec.xenstore = spec.enhanced in ("empty", "unterminated") or (
+                rc == 0 and s in xs_values)
+            if self.profile.late_xenstore:
+                caps = read_u32(child.properties.get("capabilities"))
+                if caps is not None:
+                    spec.capabilities = caps
+                    if caps & (DOMAIN_CAPS_HARDWARE | DOMAIN_CAPS_XENSTORE):
+                        spec.max_evtchn_port = DOM0_MAX_EVTCHN_PORT
+            self.domains.append(spec)
+
+    def _classify_endpoints(self) -> None:
+        """Decide each endpoint's dialect (`--dialect auto` decides per node)."""
+        domain_ids = {id(n) for n in self.domain_nodes}
+        chosen = self.chosen
+        for node in self.candidates:
+            prop = node.properties.get("xen,evtchn")
+            cells = prop.cells() if prop is not None else []
+            v1 = has_compat(node, COMPAT_V1)
+            seed_compat = has_compat(node, COMPAT_SEED)
+            if self.dialect_mode == "xen":
+                dialect, why = Dialect.XEN, "--dialect xen"
+            elif self.dialect_mode == "seed":
+                dialect, why = Dialect.SEED, "--dialect seed"
+            else:
+                looks_seed = (
+                    seed_compat and not v1 and chosen is not None and node.parent is chosen
+                    and len(cells) >= 4
+                    and id(self.by_phandle.get(cells[1], self.tree.root)) in domain_ids
+                    and id(self.by_phandle.get(cells[3], self.tree.root)) in domain_ids)
+                if looks_seed:
+                    dialect, why = Dialect.SEED, (
+                        'compatible "xen,evtchn", a child of /chosen, 4 cells whose '
+                        "phandles name xen,domain nodes")
+                else:
+                    dialect, why = Dialect.XEN, (
+                        'compatible "xen,evtchn-v1"' if v1 else "not a complete seed node")
+            ep = Endpoint(node, dialect, why, prop, cells, v1, seed_compat)
+            self.endpoints.append(ep)
+            self.endpoint_of[id(node)] = ep
+
+    @property
+    def dialects_used(self) -> str:
+        kinds = {e.dialect for e in self.endpoints}
+        if not kinds:
+            return "none"
+        if len(kinds) == 2:
+            return "mixed"
+        return next(iter(kinds)).value
+
+
+def _number(cells: list[int]) -> int:
+    v = 0
+    for c in cells:
+        v = v << 32 | c
+    return v

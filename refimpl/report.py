@@ -1,0 +1,114 @@
+"""Rendering of `check` findings: compiler-style text, json, SARIF 2.1.0."""
+
+from __future__ import annotations
+
+import json
+import os
+from typing import IO, Any
+
+from . import __version__
+from . import rules as R
+from .check import CheckResult, Finding
+
+_COLOURS = {"error": "\033[1;31m", "warning": "\033[1;35m", "note": "\033[1;36m",
+            "bold": "\033[1m", "reset": "\033[0m"}
+
+
+def use_colour(stream: IO[str]) -> bool:
+    """Colour only on a terminal, and never when NO_COLOR is set (no-color.org)."""
+    if os.environ.get("NO_COLOR"):
+        return False
+    isatty = getattr(stream, "isatty", None)
+    return bool(isatty and isatty())
+
+
+def _summary(result: CheckResult) -> dict[str, Any]:
+    cfg = result.config
+    return {
+        "domains": len(result.boot.domains),
+        "endpoints": len(cfg.endpoints),
+        "channels": len(result.boot.channels),
+        "errors": result.errors,
+        "warnings": result.warnings,
+    }
+
+
+def to_text(result: CheckResult, colour: bool = False) -> str:
+    def c(kind: str, text: str) -> str:
+        return f"{_COLOURS[kind]}{text}{_COLOURS['reset']}" if colour else text
+
+    lines: list[str] = []
+    for f in result.findings:
+        first = f.locations[0] if f.locations else None
+        head = f"{first}: " if first is not None else ""
+        lines.append(f"{c('bold', head)}{c(f.severity, f.severity)}"
+                     f"{c('bold', f'[{f.rule}]')}: {f.message}")
+        for lc in f.locations:
+            lines.append(f"  {lc}: {c('note', 'note')}: {lc.node}")
+        if f.hint:
+            lines.append(f"  = fix: {f.hint}")
+    cfg = result.config
+    s = _summary(result)
+    if not cfg.endpoints:
+        lines.append("no event channels declared in this device tree (nothing to bind)")
+    lines.append(f"dialect: {cfg.dialects_used} (--dialect {cfg.dialect_mode}); "
+                 f"Xen {cfg.profile.name}; {s['domains']} domains, {s['endpoints']} "
+                 f"endpoint nodes, {s['channels']} channels made at boot")
+    lines.append(f"{s['errors']} error(s), {s['warnings']} warning(s)")
+    return "\n".join(lines) + "\n"
+
+
+def _finding_json(f: Finding) -> dict[str, Any]:
+    d: dict[str, Any] = {
+        "rule": f.rule, "severity": f.severity, "message": f.message,
+        "locations": [{"file": lc.file, "line": lc.line, "column": lc.column, "node": lc.node}
+                      for lc in f.locations],
+        "hint": f.hint,
+    }
+    if f.dialect is not None:
+        d["dialect"] = f.dialect
+    return d
+
+
+def to_json(result: CheckResult) -> str:
+    doc = {"format": 1, "verdict": result.verdict(),
+           "findings": [_finding_json(f) for f in result.findings],
+           "dialect": result.config.dialects_used, "xen": result.config.profile.name,
+           "summary": _summary(result)}
+    if not result.config.endpoints:
+        doc["note"] = "no event channels declared"
+    return json.dumps(doc, indent=2) + "\n"
+
+
+def to_sarif(result: CheckResult) -> str:
+    used = sorted({f.rule for f in result.findings})
+    rules = [{"id": rid, "shortDescription": {"text": R.rule(rid).title},
+              "defaultConfiguration": {"level": R.rule(rid).severity},
+              "helpUri": "spec/binding.md#" + rid.lower()} for rid in used]
+    index = {rid: i for i, rid in enumerate(used)}
+    results = []
+    for f in result.findings:
+        locs = []
+        for lc in f.locations:
+            locs.append({
+                "physicalLocation": {
+                    "artifactLocation": {"uri": lc.file},
+                    "region": {"startLine": max(lc.line, 1), "startColumn": max(lc.column, 1)},
+                },
+                "logicalLocations": [{"fullyQualifiedName": lc.node, "kind": "object"}],
+            })
+        results.append({"ruleId": f.rule, "ruleIndex": index[f.rule], "level": f.severity,
+                        "message": {"text": f"{f.message} Fix: {f.hint}" if f.hint
+                                    else f.message},
+                        "locations": locs})
+    doc = {
+        "$schema": "https://json.schemastore.org/sarif-2.1.0.json",
+        "version": "2.1.0",
+        "runs": [{
+            "tool": {"driver": {"name": "evtchn-spec", "version": __version__,
+                                "informationUri": "https://xenbits.xen.org/docs/",
+                                "rules": rules}},
+            "results": results,
+        }],
+    }
+    return json.dumps(doc, indent=2) + "\n"
