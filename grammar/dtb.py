@@ -298,14 +298,14 @@ def _read_struct(
             if plen:
                 realign(4)
             if pname in node.properties:
-                raise blob.err(at, f"duplicate property name {pname!r} in {node.path}")
+                raise blob.err(at, f"duplicate property name {_quote(_enc(pname))} in {node.path}")
             node.properties[pname] = Property(pname, value, blob.span(at))
         elif tok == FDT_BEGIN_NODE:
             cflat = cstring()
             cname = _node_name(blob, at, flat, cflat, full_path)
             child = Node(name=cname, span=blob.span(at), parent=node)
             if cname in node.children:
-                raise blob.err(at, f"duplicate node name {cname!r} in {node.path}")
+                raise blob.err(at, f"duplicate node name {_quote(_enc(cname))} in {node.path}")
             node.children[cname] = child
             stack.append((child, cflat))
         elif tok == FDT_END_NODE:
@@ -346,8 +346,11 @@ def _show(c: int) -> str:
     return repr(chr(c)) if 0x20 <= c < 0x7F else f"0x{c:02x}"
 
 
-def _quote(raw: bytes) -> str:
-    return '"' + raw.decode("ascii", "backslashreplace") + '"'
+def _quote(raw: bytes, limit: int = 60) -> str:
+    """A name for an error message: one line, printable, not too long."""
+    text = "".join(chr(c) if 0x20 <= c < 0x7F and c not in b'"\\' else f"\\x{c:02x}"
+                   for c in raw[:limit])
+    return '"' + text + ('..."' if len(raw) > limit else '"')
 
 
 def _check_tree(blob: _Blob, tree: Tree) -> None:

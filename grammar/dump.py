@@ -192,6 +192,9 @@ def to_dts(tree: Tree) -> str:
     if tree.root.name:
         raise InputError(tree.root.span, "cannot write DTS: the root node has a name in the DTB")
     _emit_nodes(tree.root, out)
+    # DTS has no `label: / {`: a root label is attached through a reference,
+    # one label per statement (dtc's grammar takes only one there).
+    out.extend(f"{lab}: &{{/}} {{ }};" for lab in tree.root.labels)
     return "\n".join(out) + "\n"
 
 
@@ -210,7 +213,8 @@ def _emit_nodes(root: Node, out: list[str]) -> None:
             raise InputError(node.span, "cannot write DTS: a node with an empty name")
         else:
             name = node.name
-        out.append(f"{ind}{_labels(node.labels)}{name} {{")
+        lab = _labels(node.labels) if node.parent is not None else ""
+        out.append(f"{ind}{lab}{name} {{")
         for prop in node.properties.values():
             if not prop.name:
                 raise InputError(prop.span, "cannot write DTS: a property with an empty name")
