@@ -1,0 +1,179 @@
+"""The `evtchn-spec xen` subcommand: boot a tree on the real Xen 4.17 under QEMU.
+
+Wiring (refimpl/cli.py): ``add_xen_subcommand(sub)`` adds the parser with
+``set_defaults(handler=cmd_xen)``; ``cmd_xen(args) -> int`` runs it.
+
+Exit codes: 0 Xen booted or panicked and the outcome is reported (with
+--compare: and the reference agrees); 1 --compare found a difference; 2 the
+input could not be read, or QEMU/Xen/the cross compiler is missing (one line
+naming what and how to install it); 3 the run timed out before every domain
+reported (outcome "incomplete").
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+from typing import Any
+
+from ..grammar.errors import InputError, Span
+from . import compare, dtbuild, fdt, report, trace
+from .tools import ToolsMissing, find_tools
+
+EXIT_OK = 0
+EXIT_DIFF = 1
+EXIT_INPUT = 2
+EXIT_UNKNOWN = 3
+SUPPORTED_XEN = ("4.17",)
+
+
+def add_xen_subcommand(sub: Any) -> None:
+    """Add `xen` to the subparsers SUB of the main CLI."""
+    p = sub.add_parser("xen", help="boot the tree on the real Xen 4.17 under QEMU and report "
+                                   "what it did, in boot's format")
+    configure_parser(p)
+    p.set_defaults(handler=cmd_xen)
+
+
+def configure_parser(p: argparse.ArgumentParser) -> None:
+    p.add_argument("file", help=".dts or .dtb file")
+    p.add_argument("--cpp", action="store_true", help="run the C preprocessor first")
+    p.add_argument("-I", dest="include_dirs", action="append", default=[], metavar="DIR")
+    p.add_argument("--dialect", choices=("auto", "seed", "xen"), default="auto",
+                   help="accepted for symmetry; real Xen only knows its own dialect")
+    p.add_argument("--xen", dest="xen_version", default="4.17", metavar="VERSION",
+                   help="Xen version to boot (only 4.17, Debian 12's build)")
+    p.add_argument("--dom0", action="store_true",
+                   help="also boot a dom0 (implied when /chosen has a multiboot,kernel module); "
+                        "Xen reads /chosen-level evtchn nodes only with a dom0")
+    p.add_argument("--timeout", type=float, default=120.0, metavar="S",
+                   help="hard limit for the QEMU run in seconds (default 120)")
+    p.add_argument("--compare", action="store_true",
+                   help="also run the reference `boot` and show both and every difference")
+    p.add_argument("--trace", metavar="TRACE.json",
+                   help="runtime calls for the guests to make (see conformance/README.md)")
+    p.add_argument("--slot-ms", type=int, default=300, metavar="MS",
+                   help="time slot per traced call (default 300 ms)")
+    p.add_argument("--format", choices=("json", "text"), default="json")
+    p.add_argument("--console", metavar="LOG", help="also write Xen's full console log here")
+
+
+def cmd_xen(args: argparse.Namespace) -> int:
+    if args.xen_version not in SUPPORTED_XEN:
+        print(f"evtchn-spec xen: only Xen {', '.join(SUPPORTED_XEN)} can be booted "
+              f"(got --xen {args.xen_version})", file=sys.stderr)
+        return EXIT_INPUT
+    try:
+        tools = find_tools()
+    except ToolsMissing as exc:
+        print(str(exc), file=sys.stderr)
+        return EXIT_INPUT
+    from . import qemu
+
+    raw = dtbuild.compile_source(args.file, cpp=args.cpp, include_dirs=args.include_dirs,
+                                 dtc=tools.dtc)
+    try:
+        user = fdt.parse(raw)
+    except fdt.FdtError as exc:
+        raise InputError(Span(args.file, 1, 1), f"not a valid DTB: {exc}") from exc
+    dom0 = bool(args.dom0) or dtbuild.has_dom0_kernel(user)
+    calls: list[trace.Call] = []
+    if args.trace:
+        calls = trace.load(args.trace)
+    commands, nslots = trace.schedule(calls)
+    timeout = float(args.timeout)
+    result = qemu.boot(tools, user, dom0=dom0, timeout=timeout, source=args.file,
+                       commands=commands, slot_ms=args.slot_ms if calls else 0, nslots=nslots)
+    if args.console:
+        with open(args.console, "w", encoding="utf-8") as fh:
+            fh.write("\n".join(result.console) + "\n")
+    boot = report.boot_json(result.console, result.plan, result.reason,
+                            xen_version=tools.xen_version)
+    doc: dict[str, Any] = boot
+    if calls:
+        doc = trace.run_json(result.console, result.plan, boot, calls)
+    rc = EXIT_OK if boot["outcome"] in ("booted", "panic") else EXIT_UNKNOWN
+    if args.compare:
+        ref, err = reference_boot(args)
+        diffs = compare.differences(boot, ref) if ref is not None else []
+        doc = {"format": 1, "xen": doc, "reference": ref, "differences": diffs}
+        if err:
+            doc["reference_error"] = err
+            rc = max(rc, EXIT_UNKNOWN)
+        elif diffs:
+            rc = max(rc, EXIT_DIFF)
+    if args.format == "json":
+        print(json.dumps(doc, indent=2))
+    else:
+        print(render_text(doc))
+    return rc
+
+
+def reference_boot(args: argparse.Namespace) -> tuple[dict[str, Any] | None, str | None]:
+    """The reference `boot` JSON for the same input, through the stable CLI contract."""
+    cmd = [sys.executable, "-m", "evtchn_spec.cli", "boot", args.file, "--format", "json"]
+    if args.cpp:
+        cmd.append("--cpp")
+    for d in args.include_dirs:
+        cmd += ["-I", d]
+    env = dict(os.environ)
+    proc = subprocess.run(cmd, capture_output=True, text=True, check=False, env=env, timeout=300)
+    try:
+        doc = json.loads(proc.stdout)
+    except json.JSONDecodeError:
+        msg = (proc.stderr.strip().splitlines() or ["no output"])[-1]
+        return None, f"reference boot unavailable (exit {proc.returncode}): {msg}"
+    if not isinstance(doc, dict):
+        return None, "reference boot printed something other than a JSON object"
+    return doc, None
+
+
+def render_text(doc: dict[str, Any]) -> str:
+    """A short human summary of a boot (or --compare) document."""
+    lines: list[str] = []
+    if "reference" in doc and "differences" in doc:
+        lines.append("== real Xen ==")
+        lines.append(render_text(doc["xen"]))
+        lines.append("== reference ==")
+        lines.append(render_text(doc["reference"]) if doc["reference"] else
+                     doc.get("reference_error", "unavailable"))
+        lines.append("== differences ==")
+        lines.extend(doc["differences"] or ["none"])
+        return "\n".join(lines)
+    boot = doc.get("initial", doc)
+    lines.append(f"outcome: {boot.get('outcome')}")
+    if boot.get("outcome") == "panic":
+        lines.append(f"error: {boot.get('error')!r}")
+        lines.append(f"panic: {boot.get('panic')}")
+    for domid, d in (boot.get("domains") or {}).items():
+        lines.append(f"d{domid} {d.get('name')}:")
+        for p in d.get("ports", []):
+            peer = ""
+            if "remote_dom" in p:
+                peer = f" -> d{p['remote_dom']}" + (f":{p['remote_port']}"
+                                                     if "remote_port" in p else "")
+            bits = "".join(f" {k}" for k in ("static", "pending", "masked") if p.get(k))
+            lines.append(f"  port {p['port']:>4} {p['status']}{peer}{bits}")
+    if "calls" in doc:
+        for c in doc["calls"]:
+            lines.append(f"call d{c['caller']} {c['op']} {c.get('args')} -> rc {c.get('rc')}")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Stand-alone entry (python -m evtchn_spec.conformance.cli FILE ...)."""
+    p = argparse.ArgumentParser(prog="evtchn-spec xen")
+    configure_parser(p)
+    args = p.parse_args(argv)
+    try:
+        return cmd_xen(args)
+    except InputError as exc:
+        print(str(exc), file=sys.stderr)
+        return EXIT_INPUT
+
+
+if __name__ == "__main__":
+    sys.exit(main())

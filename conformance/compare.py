@@ -1,0 +1,62 @@
+"""Compare two `boot` JSON documents (real Xen vs the reference) field by field.
+
+Only the contract of ARCHITECTURE.md is compared: outcome; for a panic the
+error line and panic text (and `node` only when both sides give one, since
+Xen never prints it); for a boot every domain's port list.  Extra keys (such as
+the runner's "xen" section) are ignored.  Domain names are compared too.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+PORT_FIELDS = ("status", "remote_dom", "remote_port", "static", "pending", "masked")
+
+
+def differences(xen: dict[str, Any], ref: dict[str, Any]) -> list[str]:
+    """Human-readable differences; [] when the two agree."""
+    out: list[str] = []
+    if xen.get("outcome") != ref.get("outcome"):
+        out.append(f"outcome: xen={xen.get('outcome')!r} reference={ref.get('outcome')!r}")
+        return out
+    if xen.get("outcome") == "panic":
+        for key in ("error", "panic"):
+            if xen.get(key) != ref.get(key):
+                out.append(f"{key}: xen={xen.get(key)!r} reference={ref.get(key)!r}")
+        if xen.get("node") and ref.get("node") and xen["node"] != ref["node"]:
+            out.append(f"node: xen={xen['node']!r} reference={ref['node']!r}")
+        return out
+    xd: dict[str, Any] = xen.get("domains") or {}
+    rd: dict[str, Any] = ref.get("domains") or {}
+    for domid in sorted(set(xd) | set(rd), key=_domid_key):
+        if domid not in rd:
+            out.append(f"domain {domid}: only on xen")
+            continue
+        if domid not in xd:
+            out.append(f"domain {domid}: only in the reference")
+            continue
+        if xd[domid].get("name") != rd[domid].get("name"):
+            out.append(f"domain {domid} name: xen={xd[domid].get('name')!r} "
+                       f"reference={rd[domid].get('name')!r}")
+        xp = {p["port"]: p for p in xd[domid].get("ports", [])}
+        rp = {p["port"]: p for p in rd[domid].get("ports", [])}
+        for port in sorted(set(xp) | set(rp)):
+            if port not in rp:
+                out.append(f"domain {domid} port {port}: only on xen ({_brief(xp[port])})")
+            elif port not in xp:
+                out.append(f"domain {domid} port {port}: only in the reference "
+                           f"({_brief(rp[port])})")
+            else:
+                for f in PORT_FIELDS:
+                    if xp[port].get(f) != rp[port].get(f):
+                        out.append(f"domain {domid} port {port} {f}: xen={xp[port].get(f)!r} "
+                                   f"reference={rp[port].get(f)!r}")
+    return out
+
+
+def _domid_key(domid: str) -> tuple[int, str]:
+    return (int(domid), domid) if domid.isdigit() else (1 << 30, domid)
+
+
+def _brief(port: dict[str, Any]) -> str:
+    return " ".join(f"{f}={port[f]}" for f in PORT_FIELDS if f in port)

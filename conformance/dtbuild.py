@@ -1,0 +1,224 @@
+"""Build the DTB QEMU hands to Xen: QEMU's own `virt` tree plus the user's /chosen.
+
+What is taken from the user's tree:
+* every property and child of /chosen, except `multiboot,*` module nodes (the
+  runner loads its own guest and writes the module nodes itself, so the user
+  never needs to know load addresses);
+* top-level nodes whose name QEMU's tree does not already have (so evtchn
+  nodes outside /chosen can be tried); other top-level nodes and root
+  properties are QEMU's (the machine must stay the machine QEMU emulates).
+
+What the runner adds:
+* one `multiboot,kernel` module per `xen,domain` child of /chosen (and one
+  directly under /chosen for dom0), in the address/size cells Xen will use;
+* `xen,xen-bootargs`: console on QEMU's PL011, `guest_loglvl=all` (Xen shows
+  domU console_io output only then), no boot scrub, `dom0_mem` with dom0; a
+  user `xen,xen-bootargs` is appended (Xen's last occurrence of an option wins).
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from ..grammar.errors import InputError, Span
+from . import fdt
+from .fdt import Fdt, FdtNode
+
+MODULE_BASE = 0x5000_0000  # above where QEMU puts Xen and the DTB in virt RAM (0x4000_0000)
+MODULE_STRIDE = 0x20_0000  # 2 MiB per guest copy
+DOM0_MEM_MB = 128
+BASE_BOOTARGS = ("console=dtuart dtuart=/pl011@9000000 loglvl=all guest_loglvl=all "
+                 "bootscrub=0")
+MODULE_COMPATS = ("multiboot,kernel", "multiboot,ramdisk", "multiboot,device-tree",
+                  "multiboot,module")
+
+
+@dataclass(frozen=True, slots=True)
+class DomainPlan:
+    """One domain the runner expects to see: where its guest goes and how it is named."""
+
+    index: int          # position among the domains the runner loads a guest for
+    domid: int          # the id Xen gives it (dom0 = 0, domUs 1.. in FDT order)
+    name: str           # node name ("dom0" for the hardware domain)
+    path: str           # DT path of the domain node ("/chosen" for dom0)
+    load_addr: int
+    tag: str            # what the guest prints in its hello line
+
+
+@dataclass(slots=True)
+class BootPlan:
+    tree: Fdt
+    domains: list[DomainPlan] = field(default_factory=list)
+    dom0: bool = False
+    ram_mb: int = 1024
+    bootargs: str = ""
+    notes: list[str] = field(default_factory=list)
+
+
+def compile_source(path: str, *, cpp: bool = False, include_dirs: list[str] | None = None,
+                   dtc: str = "dtc") -> bytes:
+    """The user's tree as DTB bytes (.dtb read as is, .dts through dtc, optionally cpp first)."""
+    p = Path(path)
+    try:
+        data = p.read_bytes()
+    except OSError as exc:
+        raise InputError(Span(path, 1, 1), f"cannot read: {exc.strerror}") from exc
+    if data[:4] == b"\xd0\x0d\xfe\xed":
+        return data
+    incs = include_dirs or []
+    if cpp:
+        cmd = ["cpp", "-nostdinc", "-undef", "-x", "assembler-with-cpp", "-D__DTS__", "-P"]
+        for d in [str(p.parent), *incs]:
+            cmd += ["-I", d]
+        proc = subprocess.run([*cmd, str(p)], capture_output=True, check=False)
+        if proc.returncode != 0:
+            raise InputError(Span(path, 1, 1), "cpp failed: " + _first_line(proc.stderr))
+        data = proc.stdout
+    with tempfile.TemporaryDirectory(prefix="evtchn-xen-") as tmp:
+        out = os.path.join(tmp, "user.dtb")
+        cmd = [dtc, "-q", "-I", "dts", "-O", "dtb", "-o", out, "-i", str(p.parent)]
+        for d in incs:
+            cmd += ["-i", d]
+        proc = subprocess.run([*cmd, "-"], input=data, capture_output=True, check=False)
+        if proc.returncode != 0:
+            msg = _first_line(proc.stderr).replace("<stdin>", path)
+            raise InputError(Span(path, 1, 1), "dtc: " + msg)
+        return Path(out).read_bytes()
+
+
+def _first_line(raw: bytes) -> str:
+    for line in raw.decode("utf-8", "replace").splitlines():
+        if line.strip():
+            return line.strip()
+    return "failed"
+
+
+def _cells(node_chain: list[FdtNode], name: str, default: int) -> int:
+    """The #address-cells / #size-cells Xen uses for a child of the last node in the chain."""
+    for node in reversed(node_chain):
+        v = node.u32(name)
+        if v is not None:
+            return v
+    return default
+
+
+def _is_module(node: FdtNode) -> bool:
+    return any(c in MODULE_COMPATS for c in node.strings("compatible"))
+
+
+def _phandles(node: FdtNode) -> set[int]:
+    out: set[int] = set()
+    for _, n in node.walk():
+        for key in ("phandle", "linux,phandle"):
+            v = n.u32(key)
+            if v is not None:
+                out.add(v)
+    return out
+
+
+def _memory_kib(node: FdtNode) -> int:
+    raw = node.prop("memory")
+    if not raw or len(raw) % 4:
+        return 0
+    return int.from_bytes(raw, "big")
+
+
+def has_dom0_kernel(user: Fdt) -> bool:
+    chosen = user.root.child("chosen")
+    return chosen is not None and any(
+        "multiboot,kernel" in c.strings("compatible") for c in chosen.children)
+
+
+def domain_nodes(chosen: FdtNode) -> list[FdtNode]:
+    return [c for c in chosen.children if "xen,domain" in c.strings("compatible")]
+
+
+def build(user: Fdt, qemu: Fdt, *, dom0: bool, source: str = "<input>",
+          module_size: int = MODULE_STRIDE) -> BootPlan:
+    """Merge USER's /chosen into QEMU's tree (both parsed DTBs); see the module docstring."""
+    root = qemu.root
+    plan = BootPlan(tree=qemu, dom0=dom0)
+    clash = _phandles(user.root) & _phandles(root)
+    if clash:
+        raise InputError(Span(source, 1, 1),
+                         f"phandle(s) {sorted(clash)} also used by QEMU's virt tree; "
+                         "use phandles below 0x8000")
+    qchosen = root.child("chosen")
+    if qchosen is None:
+        qchosen = FdtNode("chosen")
+        root.children.append(qchosen)
+    uchosen = user.root.child("chosen") or FdtNode("chosen")
+    user_bootargs = uchosen.prop("xen,xen-bootargs")
+    for key, value in uchosen.props:
+        if key != "xen,xen-bootargs":
+            qchosen.set_prop(key, value)
+    qnames = {c.name for c in root.children}
+    for top in user.root.children:
+        if top.name == "chosen":
+            continue
+        if top.name in qnames:
+            plan.notes.append(f"/{top.name}: kept QEMU's node of that name, the user's is ignored")
+            continue
+        root.children.append(top)
+
+    addr = MODULE_BASE
+    index = 0
+    kept: list[FdtNode] = []
+    dom0_node: FdtNode | None = None
+    for child in uchosen.children:
+        if _is_module(child):
+            continue  # the runner writes its own module nodes
+        kept.append(child)
+    if dom0:
+        cells_a = _cells([root, qchosen], "#address-cells", 2)
+        cells_s = _cells([root, qchosen], "#size-cells", 1)
+        dom0_node = FdtNode(f"module@{addr:x}", [
+            ("compatible", fdt.string_list("multiboot,kernel", "multiboot,module")),
+            ("reg", fdt.cells(addr, cells_a) + fdt.cells(module_size, cells_s)),
+        ])
+        plan.domains.append(DomainPlan(index, 0, "dom0", "/chosen", addr, "hwdom"))
+        index += 1
+        addr += MODULE_STRIDE
+    domid = 0
+    for child in kept:
+        if "xen,domain" not in child.strings("compatible"):
+            continue
+        domid += 1
+        child.children = [c for c in child.children if not _is_module(c)]
+        cells_a = _cells([root, qchosen, child], "#address-cells", 2)
+        cells_s = _cells([root, qchosen, child], "#size-cells", 1)
+        child.children.append(FdtNode(f"module@{addr:x}", [
+            ("compatible", fdt.string_list("multiboot,kernel", "multiboot,module")),
+            ("reg", fdt.cells(addr, cells_a) + fdt.cells(module_size, cells_s)),
+        ]))
+        tag = f"{index}:{child.name}"[:31]
+        plan.domains.append(DomainPlan(index, domid, child.name, f"/chosen/{child.name}",
+                                       addr, tag))
+        index += 1
+        addr += MODULE_STRIDE
+    qchosen.children = [c for c in qchosen.children if not _is_module(c)]
+    if dom0_node is not None:
+        qchosen.children.append(dom0_node)
+    qchosen.children.extend(kept)
+
+    args = BASE_BOOTARGS
+    if dom0:
+        args += f" dom0_mem={DOM0_MEM_MB}M"
+    if user_bootargs:
+        args += " " + user_bootargs.rstrip(b"\0").decode("latin-1")
+    qchosen.set_prop("xen,xen-bootargs", fdt.string(args))
+    plan.bootargs = args
+    plan.ram_mb = ram_needed(user, dom0=dom0)
+    return plan
+
+
+def ram_needed(user: Fdt, *, dom0: bool) -> int:
+    """QEMU RAM in MiB: room for Xen, the modules, every domU's memory and dom0's."""
+    chosen = user.root.child("chosen")
+    mem_kib = sum(_memory_kib(d) for d in domain_nodes(chosen)) if chosen else 0
+    need_mb = 768 + mem_kib // 1024 + (DOM0_MEM_MB if dom0 else 0)
+    return max(1024, (need_mb + 255) // 256 * 256)

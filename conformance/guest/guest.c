@@ -1,0 +1,389 @@
+/*
+ * The conformance guest: a freestanding aarch64 program that Xen boots as a
+ * dom0less domU (or as dom0).  It reports, through the console_io hypercall,
+ * what Xen left in its event-channel table: EVTCHNOP_status for every valid
+ * port plus the 2-level pending and mask bits from shared_info.  Then it
+ * runs a small per-domain command table (patched into the image before QEMU
+ * loads it) on a shared time base, dumps its table after every time slot, and
+ * shuts itself down.
+ *
+ * Every ABI number below was checked against Xen 4.17's public headers
+ * (xen.h, event_channel.h, memory.h, sched.h, arch-arm.h); the struct layouts
+ * were checked by compiling offsetof() against those headers for aarch64.
+ * Output lines all start with "@evt " so the host side can pick them out of
+ * Xen's console, whatever prefix Xen adds ("(d1) " for a domU, none for dom0).
+ */
+
+typedef unsigned long u64;
+typedef long s64;
+typedef unsigned int u32;
+typedef unsigned short u16;
+typedef unsigned char u8;
+
+/* Hypercall numbers (public/xen.h). */
+#define HC_memory_op 12
+#define HC_console_io 18
+#define HC_sched_op 29
+#define HC_event_channel_op 32
+
+#define CONSOLEIO_write 0            /* public/xen.h */
+#define DOMID_SELF 0x7FF0u           /* public/xen.h */
+#define EVTCHNOP_close 3             /* public/event_channel.h */
+#define EVTCHNOP_send 4
+#define EVTCHNOP_status 5
+#define EVTCHNOP_unmask 9
+#define XENMEM_add_to_physmap 7      /* public/memory.h */
+#define XENMAPSPACE_shared_info 0
+#define SCHEDOP_yield 0              /* public/sched.h */
+#define SCHEDOP_shutdown 2
+#define SHUTDOWN_poweroff 0
+
+/* 2-level ABI on Arm: xen_ulong_t is 64-bit, 64 words of 64 bits = 4096 ports. */
+#define NR_2L_PORTS 4096
+/* struct shared_info: vcpu_info[1] (48 bytes on Arm), then the two arrays. */
+#define SHINFO_PENDING_OFF 48
+#define SHINFO_MASK_OFF (48 + 512)
+/* struct vcpu_info: u8 evtchn_upcall_pending at 0, xen_ulong_t evtchn_pending_sel at 8. */
+#define VCPU_UPCALL_OFF 0
+#define VCPU_SEL_OFF 8
+
+struct evtchn_status {               /* 24 bytes, checked with offsetof */
+	u16 dom;
+	u16 pad0;
+	u32 port;
+	u32 status;
+	u32 vcpu;
+	union {
+		struct { u16 dom; } unbound;
+		struct { u16 dom; u16 pad; u32 port; } interdomain;
+		u32 pirq;
+		u32 virq;
+	} u;
+};
+
+struct xen_add_to_physmap {          /* 24 bytes */
+	u16 domid;
+	u16 size;
+	u32 space;
+	u64 idx;
+	u64 gpfn;
+};
+
+/* The per-domain command table; the host finds it by its magic and patches it. */
+#define MAX_CMDS 64
+#define OP_SEND 1
+#define OP_CLOSE 2
+#define OP_UNMASK 3
+#define OP_SETMASK 4                 /* guest writes its own mask bit (no hypercall) */
+#define OP_CLEAR 5                   /* guest clears its own pending bit */
+#define FLAG_NO_SHUTDOWN 1           /* dom0: shutting it down would halt the machine */
+
+struct cmd {
+	u32 slot;
+	u32 op;
+	u32 port;
+	u32 arg;
+};
+
+struct guest_cfg {
+	char magic[8];                   /* "EVTCFG01" */
+	char tag[32];                    /* NUL-terminated name the host gave this domain */
+	u32 flags;
+	u32 nslots;                      /* number of time slots after the initial dump */
+	u32 slot_ms;                     /* length of one slot in milliseconds */
+	u32 ncmds;
+	struct cmd cmds[MAX_CMDS];
+};
+
+__attribute__((section(".data.cfg"), used, aligned(8)))
+volatile struct guest_cfg guest_cfg = {
+	.magic = {'E', 'V', 'T', 'C', 'F', 'G', '0', '1'},
+	.tag = "unnamed",
+	.flags = 0,
+	.nslots = 0,
+	.slot_ms = 0,
+	.ncmds = 0,
+};
+
+/* Page the shared_info frame is mapped over, and the stack.  Both lie in the
+ * loaded image (the linker script makes them file contents), so Xen never puts
+ * the guest's DTB on top of them. */
+__attribute__((aligned(4096))) volatile u8 shinfo_page[4096];
+__attribute__((aligned(16))) u8 guest_stack[16384];
+__asm__(".globl guest_stack_top\n.set guest_stack_top, guest_stack + 16384\n");
+
+/* The compiler may emit calls to these for struct initialisation. */
+void *memset(void *dst, int c, unsigned long n);
+void *memset(void *dst, int c, unsigned long n)
+{
+	volatile u8 *d = dst;
+	while (n--)
+		*d++ = (u8)c;
+	return dst;
+}
+
+void *memcpy(void *dst, const void *src, unsigned long n);
+void *memcpy(void *dst, const void *src, unsigned long n)
+{
+	volatile u8 *d = dst;
+	const u8 *s = src;
+	while (n--)
+		*d++ = *s++;
+	return dst;
+}
+
+extern s64 xen_hypercall(s64 nr, s64 a0, s64 a1, s64 a2);
+extern u64 read_cntpct(void);
+extern u64 read_cntfrq(void);
+
+static char line[160];
+static u32 line_len;
+
+static void put_c(char c)
+{
+	if (line_len < sizeof(line) - 1)
+		line[line_len++] = c;
+}
+
+static void put_s(const char *s)
+{
+	while (*s)
+		put_c(*s++);
+}
+
+static void put_u(u64 v)
+{
+	char buf[24];
+	int n = 0;
+	do {
+		buf[n++] = (char)('0' + v % 10);
+		v /= 10;
+	} while (v);
+	while (n)
+		put_c(buf[--n]);
+}
+
+static void put_d(s64 v)
+{
+	if (v < 0) {
+		put_c('-');
+		put_u((u64)(-v));
+	} else {
+		put_u((u64)v);
+	}
+}
+
+static void put_x(u64 v)
+{
+	static const char digits[] = "0123456789abcdef";
+	int shift = 60;
+	put_s("0x");
+	while (shift > 0 && ((v >> shift) & 0xf) == 0)
+		shift -= 4;
+	for (; shift >= 0; shift -= 4)
+		put_c(digits[(v >> shift) & 0xf]);
+}
+
+static void put_kv(const char *key, s64 v)
+{
+	put_c(' ');
+	put_s(key);
+	put_c('=');
+	put_d(v);
+}
+
+static void begin(const char *what)
+{
+	line_len = 0;
+	put_s("@evt ");
+	put_s(what);
+}
+
+static void flush(void)
+{
+	put_c('\n');
+	xen_hypercall(HC_console_io, CONSOLEIO_write, (s64)line_len, (s64)line);
+	line_len = 0;
+}
+
+static s64 evtchn_op(s64 cmd, void *arg)
+{
+	return xen_hypercall(HC_event_channel_op, cmd, (s64)arg, 0);
+}
+
+static int bit_of(u64 off, u32 port)
+{
+	volatile u64 *words = (volatile u64 *)(shinfo_page + off);
+	return (int)((words[port / 64] >> (port % 64)) & 1);
+}
+
+static void set_bit_of(u64 off, u32 port, int value)
+{
+	volatile u64 *words = (volatile u64 *)(shinfo_page + off);
+	u64 mask = 1ul << (port % 64);
+	if (value)
+		words[port / 64] |= mask;
+	else
+		words[port / 64] &= ~mask;
+}
+
+static int shinfo_mapped;
+
+/* One line per port that is in use or has an event bit set, then a summary. */
+static void dump(u32 phase)
+{
+	u32 port;
+	s64 rc = 0;
+	for (port = 0; port < NR_2L_PORTS; port++) {
+		struct evtchn_status st = {0};
+		int pend = 0, mask = 0;
+		st.dom = DOMID_SELF;
+		st.port = port;
+		rc = evtchn_op(EVTCHNOP_status, &st);
+		if (rc != 0)
+			break;                   /* first port past the valid range */
+		if (shinfo_mapped) {
+			pend = bit_of(SHINFO_PENDING_OFF, port);
+			mask = bit_of(SHINFO_MASK_OFF, port);
+		}
+		if (st.status == 0 && !pend && !mask)
+			continue;
+		begin("port");
+		put_kv("phase", phase);
+		put_kv("port", port);
+		put_kv("st", st.status);
+		if (st.status == 1) {
+			put_kv("rdom", st.u.unbound.dom);
+		} else if (st.status == 2) {
+			put_kv("rdom", st.u.interdomain.dom);
+			put_kv("rport", st.u.interdomain.port);
+		} else if (st.status == 3 || st.status == 4) {
+			put_kv("irq", st.u.virq);
+		}
+		put_kv("vcpu", st.vcpu);
+		put_kv("pend", pend);
+		put_kv("mask", mask);
+		flush();
+	}
+	begin("valid");
+	put_kv("phase", phase);
+	put_kv("n", port);
+	put_kv("rc", rc);
+	flush();
+	if (shinfo_mapped) {
+		begin("vcpu");
+		put_kv("phase", phase);
+		put_kv("upcall", shinfo_page[VCPU_UPCALL_OFF]);
+		put_s(" sel=");
+		put_x(*(volatile u64 *)(shinfo_page + VCPU_SEL_OFF));
+		flush();
+	}
+	begin("end");
+	put_kv("phase", phase);
+	flush();
+}
+
+static u64 ticks_per_ms;
+
+static void wait_until(u64 t)
+{
+	while (read_cntpct() < t)
+		xen_hypercall(HC_sched_op, SCHEDOP_yield, 0, 0);
+}
+
+static void run_cmd(u32 slot, volatile struct cmd *c)
+{
+	s64 rc;
+	u32 port = c->port;
+	begin("call");
+	put_kv("slot", slot);
+	switch (c->op) {
+	case OP_SEND: {
+		u32 send = port;
+		rc = evtchn_op(EVTCHNOP_send, &send);
+		put_s(" op=send");
+		break;
+	}
+	case OP_CLOSE: {
+		u32 close = port;
+		rc = evtchn_op(EVTCHNOP_close, &close);
+		put_s(" op=close");
+		break;
+	}
+	case OP_UNMASK: {
+		u32 unmask = port;
+		rc = evtchn_op(EVTCHNOP_unmask, &unmask);
+		put_s(" op=unmask");
+		break;
+	}
+	case OP_SETMASK:
+		set_bit_of(SHINFO_MASK_OFF, port, 1);
+		rc = 0;
+		put_s(" op=setmask");
+		break;
+	case OP_CLEAR:
+		set_bit_of(SHINFO_PENDING_OFF, port, 0);
+		rc = 0;
+		put_s(" op=clear");
+		break;
+	default:
+		rc = -1;
+		put_s(" op=unknown");
+		break;
+	}
+	put_kv("port", port);
+	put_kv("rc", rc);
+	flush();
+}
+
+void guest_main(void)
+{
+	struct xen_add_to_physmap xatp = {0};
+	s64 rc;
+	u64 start;
+	u32 slot, i;
+
+	begin("hello tag=");
+	for (i = 0; i < sizeof(guest_cfg.tag) && guest_cfg.tag[i]; i++)
+		put_c(guest_cfg.tag[i]);
+	put_kv("flags", guest_cfg.flags);
+	put_kv("slots", guest_cfg.nslots);
+	put_kv("cmds", guest_cfg.ncmds);
+	flush();
+
+	xatp.domid = DOMID_SELF;
+	xatp.space = XENMAPSPACE_shared_info;
+	xatp.idx = 0;
+	xatp.gpfn = (u64)shinfo_page >> 12;
+	rc = xen_hypercall(HC_memory_op, XENMEM_add_to_physmap, (s64)&xatp, 0);
+	shinfo_mapped = (rc == 0);
+	begin("shinfo");
+	put_kv("rc", rc);
+	put_s(" gpa=");
+	put_x((u64)shinfo_page);
+	flush();
+
+	ticks_per_ms = read_cntfrq() / 1000;
+	start = read_cntpct();
+	dump(0);
+
+	for (slot = 0; slot < guest_cfg.nslots && slot < 256; slot++) {
+		u64 slot_start = start + (u64)(slot + 1) * guest_cfg.slot_ms * ticks_per_ms;
+		wait_until(slot_start);
+		for (i = 0; i < guest_cfg.ncmds && i < MAX_CMDS; i++)
+			if (guest_cfg.cmds[i].slot == slot)
+				run_cmd(slot, &guest_cfg.cmds[i]);
+		/* Dump in the middle of the slot, once every domain has acted. */
+		wait_until(slot_start + guest_cfg.slot_ms * ticks_per_ms / 2);
+		dump(slot + 1);
+	}
+
+	begin("done");
+	flush();
+	if (!(guest_cfg.flags & FLAG_NO_SHUTDOWN)) {
+		u32 reason = SHUTDOWN_poweroff;
+		xen_hypercall(HC_sched_op, SCHEDOP_shutdown, (s64)&reason, 0);
+	}
+	for (;;)
+		xen_hypercall(HC_sched_op, SCHEDOP_yield, 0, 0);
+}

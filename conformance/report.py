@@ -1,0 +1,193 @@
+"""Turn Xen's console log into the `boot` JSON of ARCHITECTURE.md.
+
+Console conventions this relies on (observed on Debian's Xen 4.17.7 arm64):
+* Xen's own lines start with "(XEN) "; a domU's console_io lines arrive whole,
+  prefixed "(dN) " with N its domid; the hardware domain's arrive unprefixed.
+* The guest prints only lines starting "@evt " (see conformance/guest/guest.c).
+* A panic is printed as a banner: a line of stars, "Panic on CPU N:", the
+  panic text, a line of stars.
+
+Choices (documented in conformance/README.md):
+* `error` is the last line Xen printed before the panic banner, with the
+  "(XEN) " prefix removed and nothing else changed: Xen's static-evtchn
+  messages end "(Error -16) " with a trailing space, and so does `error`.
+* `node` is omitted: Xen does not print which DT node failed.
+* `static` is true for a port that is interdomain when the guest first runs:
+  in a dom0less boot nothing but the static-evtchn code binds interdomain
+  channels before the guests run (the xenstore channel is left unbound).
+* `pending`/`masked` are the 2-level bits in shared_info when the guest first
+  reads them (it runs with interrupts masked and never clears them).
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from typing import Any
+
+from .dtbuild import BootPlan
+
+STATUS_NAMES = {0: "closed", 1: "unbound", 2: "interdomain", 3: "pirq", 4: "virq", 5: "ipi"}
+
+_LINE_RE = re.compile(r"^(?:\(d(\d+)\) )?@evt (\w+)(.*)$")
+_KV_RE = re.compile(r"(\w+)=(\S+)")
+_STARS_RE = re.compile(r"^\(XEN\) \*{20,}\s*$")
+_PANIC_RE = re.compile(r"^\(XEN\) Panic on CPU \d+:\s*$")
+
+
+@dataclass(slots=True)
+class GuestPort:
+    port: int
+    status: int
+    remote_dom: int | None
+    remote_port: int | None
+    vcpu: int
+    pending: bool
+    masked: bool
+
+
+@dataclass(slots=True)
+class GuestReport:
+    """Everything one domain's guest printed."""
+
+    domid: int
+    tag: str = ""
+    shinfo_rc: int | None = None
+    phases: dict[int, list[GuestPort]] = field(default_factory=dict)
+    valid: dict[int, int] = field(default_factory=dict)       # phase -> first invalid port
+    upcall: dict[int, int] = field(default_factory=dict)      # phase -> evtchn_upcall_pending
+    selector: dict[int, int] = field(default_factory=dict)    # phase -> evtchn_pending_sel
+    calls: list[dict[str, Any]] = field(default_factory=list)
+    ended: set[int] = field(default_factory=set)
+    done: bool = False
+
+
+def _int(text: str) -> int:
+    return int(text, 0)
+
+
+def parse_guests(console: list[str]) -> dict[int, GuestReport]:
+    """Every guest's report, keyed by domid (the console prefix; none = dom0)."""
+    out: dict[int, GuestReport] = {}
+    for line in console:
+        m = _LINE_RE.match(line)
+        if not m:
+            continue
+        domid = int(m.group(1)) if m.group(1) is not None else 0
+        what, rest = m.group(2), m.group(3)
+        kv = dict(_KV_RE.findall(rest))
+        g = out.setdefault(domid, GuestReport(domid))
+        try:
+            if what == "hello":
+                g.tag = kv.get("tag", "")
+            elif what == "shinfo":
+                g.shinfo_rc = _int(kv["rc"])
+            elif what == "port":
+                phase = _int(kv["phase"])
+                st = _int(kv["st"])
+                g.phases.setdefault(phase, []).append(GuestPort(
+                    port=_int(kv["port"]), status=st,
+                    remote_dom=_int(kv["rdom"]) if "rdom" in kv else None,
+                    remote_port=_int(kv["rport"]) if "rport" in kv else None,
+                    vcpu=_int(kv.get("vcpu", "0")),
+                    pending=kv.get("pend") == "1", masked=kv.get("mask") == "1"))
+            elif what == "valid":
+                g.valid[_int(kv["phase"])] = _int(kv["n"])
+                g.phases.setdefault(_int(kv["phase"]), [])
+            elif what == "vcpu":
+                g.upcall[_int(kv["phase"])] = _int(kv["upcall"])
+                g.selector[_int(kv["phase"])] = _int(kv["sel"])
+            elif what == "call":
+                g.calls.append({"slot": _int(kv["slot"]), "op": kv.get("op", "?"),
+                                "port": _int(kv["port"]), "rc": _int(kv["rc"])})
+            elif what == "end":
+                g.ended.add(_int(kv["phase"]))
+            elif what == "done":
+                g.done = True
+        except (KeyError, ValueError):
+            continue  # a garbled line (e.g. cut by a panic) carries nothing usable
+    return out
+
+
+def panic_of(console: list[str]) -> tuple[str, str | None] | None:
+    """(panic text, the line before the banner) when Xen panicked, else None."""
+    for i, line in enumerate(console):
+        if not _PANIC_RE.match(line):
+            continue
+        text: list[str] = []
+        for after in console[i + 1:]:
+            if _STARS_RE.match(after):
+                break
+            text.append(after[len("(XEN) "):] if after.startswith("(XEN) ") else after)
+        error: str | None = None
+        j = i - 1
+        if j >= 0 and _STARS_RE.match(console[j]):
+            j -= 1
+        while j >= 0 and (not console[j].startswith("(XEN) ") or not console[j][6:].strip()):
+            j -= 1  # guest lines and Xen's blank line before the banner are not the error
+        if j >= 0:
+            error = console[j][len("(XEN) "):]
+        return "\n".join(t.rstrip() for t in text).strip(), error
+    return None
+
+
+def ports_json(ports: list[GuestPort], *, initial: list[GuestPort] | None = None
+               ) -> list[dict[str, Any]]:
+    """Ports in increasing order, every one not closed (plus closed ones with an event bit).
+
+    `static`: the port was interdomain in INITIAL (the first dump) and is still in use.
+    """
+    base = initial if initial is not None else ports
+    static = {p.port for p in base if p.status == 2}
+    out: list[dict[str, Any]] = []
+    for p in sorted(ports, key=lambda x: x.port):
+        if p.status == 0 and not p.pending and not p.masked:
+            continue
+        entry: dict[str, Any] = {"port": p.port,
+                                 "status": STATUS_NAMES.get(p.status, str(p.status))}
+        if p.status in (1, 2) and p.remote_dom is not None:
+            entry["remote_dom"] = p.remote_dom
+        if p.status == 2 and p.remote_port is not None:
+            entry["remote_port"] = p.remote_port
+        entry["static"] = p.port in static and p.status != 0
+        entry["pending"] = p.pending
+        entry["masked"] = p.masked
+        out.append(entry)
+    return out
+
+
+def boot_json(console: list[str], plan: BootPlan, reason: str, *,
+              xen_version: str = "") -> dict[str, Any]:
+    """The boot JSON for one run (see the module docstring for the choices)."""
+    result: dict[str, Any] = {"format": 1}
+    panic = panic_of(console)
+    guests = parse_guests(console)
+    names = {d.domid: d.name for d in plan.domains}
+    tags = {d.domid: d.tag for d in plan.domains}
+    if panic is not None:
+        text, error = panic
+        result["outcome"] = "panic"
+        result["error"] = error
+        result["panic"] = text
+    else:
+        complete = all(g.done or 0 in g.ended for g in guests.values()) and \
+            set(guests) >= set(names)
+        result["outcome"] = "booted" if complete else "incomplete"
+        domains: dict[str, Any] = {}
+        for domid in sorted(set(guests) | set(names)):
+            g = guests.get(domid)
+            entry: dict[str, Any] = {"name": names.get(domid, f"d{domid}")}
+            entry["ports"] = ports_json(g.phases.get(0, [])) if g else []
+            domains[str(domid)] = entry
+        result["domains"] = domains
+        if not complete:
+            result["detail"] = f"run ended ({reason}) before every domain reported"
+    observed: dict[str, Any] = {"version": xen_version, "dom0": plan.dom0}
+    if guests:
+        observed["guests"] = {
+            str(d): {"tag": g.tag, "tag_expected": tags.get(d),
+                     "valid_ports": g.valid.get(0), "upcall_pending": g.upcall.get(0),
+                     "pending_sel": g.selector.get(0), "shared_info_rc": g.shinfo_rc}
+            for d, g in sorted(guests.items())}
+    result["xen"] = observed
+    return result
