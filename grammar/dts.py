@@ -1,0 +1,694 @@
+"""DTS text to a resolved `Tree`, as dtc 1.6.1 compiles it.
+
+lark LALR with the contextual lexer and an inline transformer (the only configuration
+fast enough: see the project's perf notes). dtc's lexer-level features live in the lexer:
+`/include/` switches to another buffer (a subclass of lark's ContextualLexer keeps a
+stack of buffers), and cpp line markers (`# 12 "file.dtsi" 1`) remap positions. Each
+buffer gets its own range of "virtual" line numbers, so a token's line alone says which
+file and real line it came from (a bisect in a small table, only when a span is made).
+"""
+
+from __future__ import annotations
+
+import bisect
+import gc
+import os
+import threading
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+from lark import Lark, Token, Transformer
+from lark.exceptions import UnexpectedCharacters, UnexpectedInput, UnexpectedToken
+from lark.lexer import ContextualLexer, LexerState
+from lark.utils import TextSlice
+
+from .errors import InputError, Span
+from .resolve import MK_LABEL, MK_PATH, MK_PHANDLE, LNode, LProp, Marker, Resolver
+from .tree import MemReserve, Piece, PieceKind, Tree
+
+MAX_INCLUDE_DEPTH = 200  # dtc's MAX_SRCFILE_DEPTH
+M64 = (1 << 64) - 1
+_SPACE = " \t\n\v\f\r"
+_ESC = {"a": 7, "b": 8, "t": 9, "n": 10, "v": 11, "f": 12, "r": 13}
+
+
+class _Include(Exception):
+    """Raised by the INCLUDE lexer callback: the lexer loop switches buffers."""
+
+    def __init__(self, tok: Token) -> None:
+        super().__init__()
+        self.tok = tok
+
+
+class _Ctx:
+    """Per-parse state shared by the lexer, its callbacks and the transformer."""
+
+    def __init__(self, name: str, text: str, include_dirs: Sequence[str], main_dir: str | None,
+                 resolver: Resolver) -> None:
+        self.name = name
+        self.include_dirs = list(include_dirs)
+        self.resolver = resolver
+        self.header_flags: int | None = None
+        # segment table: virtual start line -> (file shown, real line at start, real dir)
+        self.starts: list[int] = [1]
+        self.segs: list[tuple[int, str, int, str | None]] = [(1, name, 1, main_dir)]
+        self.single = True
+        self.next_vline = text.count("\n") + 3
+        self.seen_node_first = False
+
+    # ---- positions ----
+    def where(self, vline: int) -> tuple[str, int, str | None]:
+        if self.single:
+            return self.name, vline, self.segs[0][3]
+        i = bisect.bisect_right(self.starts, vline) - 1
+        vs, f, real, d = self.segs[i]
+        return f, real + vline - vs, d
+
+    def span(self, a: Token, b: Token) -> Span:
+        if self.single:
+            return Span(self.name, a.line, a.column, b.end_line, b.end_column)  # type: ignore[arg-type]
+        f, line, _ = self.where(a.line)  # type: ignore[arg-type]
+        _, eline, _ = self.where(b.end_line)  # type: ignore[arg-type]
+        return Span(f, line, a.column, eline, b.end_column)  # type: ignore[arg-type]
+
+    def tspan(self, t: Token) -> Span:
+        return self.span(t, t)
+
+    def add_segment(self, vstart: int, fname: str, real: int, d: str | None) -> None:
+        self.single = False
+        i = bisect.bisect_right(self.starts, vstart)
+        self.starts.insert(i, vstart)
+        self.segs.insert(i, (vstart, fname, real, d))
+
+    # ---- files ----
+    def open_file(self, fname: str, cur_dir: str | None, at: Span) -> tuple[str, bytes]:
+        """dtc's fopen_any_on_path: next to the including file, then each -i dir."""
+        cands: list[str] = []
+        if fname.startswith("/"):
+            cands.append(fname)
+        else:
+            cands.append(fname if not cur_dir else os.path.join(cur_dir, fname))
+            cands += [os.path.join(d, fname) for d in self.include_dirs]
+        for c in cands:
+            try:
+                with open(c, "rb") as fh:
+                    return c, fh.read()
+            except IsADirectoryError:
+                raise InputError(at, f'Couldn\'t open "{fname}": Is a directory') from None
+            except OSError:
+                continue
+        raise InputError(at, f'Couldn\'t open "{fname}": No such file or directory')
+
+
+_CTX: _Ctx | None = None
+_LOCK = threading.Lock()
+
+
+def _ctx() -> _Ctx:
+    assert _CTX is not None
+    return _CTX
+
+
+def _on_linemarker(tok: Token) -> Token:
+    ctx = _ctx()
+    text = str(tok)
+    q1 = text.index('"')
+    q2 = text.rindex('"')
+    digits = text[1:q1].replace("line", "").split()
+    fname = _unescape(text, q1 + 1, q2, None).decode("latin-1")
+    if "\0" in fname:
+        raise InputError(ctx.tspan(tok), "nul in line number directive")
+    _, _, d = ctx.where(tok.line)  # type: ignore[arg-type]
+    # the marker names the *next* line
+    ctx.add_segment(tok.line + 1, fname, int(digits[0]), d)  # type: ignore[operator]
+    return tok
+
+
+def _on_include(tok: Token) -> Token:
+    raise _Include(tok)
+
+
+class _IncludeLexer(ContextualLexer):
+    """lark's contextual lexer plus dtc's buffer stack for `/include/`."""
+
+    def lex(self, lexer_state: LexerState, parser_state: Any) -> Iterator[Token]:
+        ctx = _ctx()
+        stack: list[LexerState] = []
+        lexers = self.lexers
+        state = lexer_state
+        while True:
+            try:
+                while True:
+                    yield lexers[parser_state.position].next_token(state, parser_state)
+            except EOFError:
+                if not stack:
+                    return
+                state = stack.pop()
+            except _Include as inc:
+                tok = inc.tok
+                at = ctx.tspan(tok)
+                if len(stack) + 1 >= MAX_INCLUDE_DEPTH:
+                    raise InputError(at, "Includes nested too deeply") from None
+                text = str(tok)
+                q1 = text.index('"')
+                fname = text[q1 + 1 : -1]
+                _, _, cur_dir = ctx.where(tok.line)  # type: ignore[arg-type]
+                full, data = ctx.open_file(fname, cur_dir, at)
+                new_text = data.decode("latin-1")
+                vbase = ctx.next_vline
+                ctx.next_vline += new_text.count("\n") + 3
+                ctx.add_segment(vbase, full, 1, os.path.dirname(full) or None)
+                new_state = LexerState(TextSlice(new_text, 0, len(new_text)))
+                new_state.line_ctr.line = vbase
+                stack.append(state)
+                state = new_state
+            except UnexpectedCharacters as e:
+                f, line, _ = ctx.where(e.line)
+                ch = e.char if e.char not in ("\n", "") else "end of line"
+                raise InputError(Span(f, line, e.column), f"syntax error (unexpected {ch!r})") \
+                    from None
+
+
+# ---------------------------------------------------------------- literals
+
+def _strtol_prefix(x: str, base: int) -> tuple[int, int]:
+    """C strtol on a short buffer: (value, characters consumed), 0 consumed if none."""
+    i = 0
+    n = len(x)
+    while i < n and x[i] in _SPACE:
+        i += 1
+    neg = False
+    if i < n and x[i] in "+-":
+        neg = x[i] == "-"
+        i += 1
+    digits = "01234567" if base == 8 else "0123456789abcdefABCDEF"
+    if base == 16 and i + 2 < n and x[i] == "0" and x[i + 1] in "xX" and x[i + 2] in digits:
+        i += 2
+    j = i
+    while j < n and x[j] in digits:
+        j += 1
+    if j == i:
+        return 0, 0
+    v = int(x[i:j], base)
+    return (-v if neg else v), j
+
+
+def _unescape(text: str, i: int, end: int, at: Span | None) -> bytes:
+    """dtc's data_copy_escape_string on text[i:end] (without the NUL).
+
+    Like dtc, an escape may read past `end` (into the closing quote): `'\\'` is a quote.
+    """
+    if "\\" not in text[i:end]:
+        return text[i:end].encode("latin-1")
+    out = bytearray()
+    while i < end:
+        c = text[i]
+        i += 1
+        if c != "\\":
+            out.append(ord(c))
+            continue
+        c = text[i] if i < len(text) else "\0"
+        i += 1
+        if c in _ESC:
+            out.append(_ESC[c])
+        elif "0" <= c <= "7":
+            v, used = _strtol_prefix(text[i - 1 : i + 2], 8)
+            i += used - 1
+            out.append(v & 0xFF)
+        elif c == "x":
+            v, used = _strtol_prefix(text[i : i + 2], 16)
+            if used == 0:
+                raise InputError(at or Span("<unknown>", 0, 0),
+                                 "\\x used with no following hex digits")
+            i += used
+            out.append(v & 0xFF)
+        else:
+            out.append(ord(c) & 0xFF)
+    return bytes(out)
+
+
+def _number(tok: Token) -> int:
+    s = str(tok)
+    body = s.rstrip("UL")
+    try:
+        if body[0] != "0" or len(body) == 1:
+            v = int(body, 10)
+        elif body[1] in "xX":
+            v = int(body[2:], 16)
+        else:
+            bad = next((k for k, ch in enumerate(body) if ch not in "01234567"), None)
+            if bad is not None:
+                raise InputError(_ctx().tspan(tok), f"Bad integer literal '{s}'")
+            v = int(body, 8)
+    except ValueError:  # pragma: no cover - the token regex admits only digits
+        raise InputError(_ctx().tspan(tok), f"Bad integer literal '{s}'") from None
+    if v > M64:
+        raise InputError(_ctx().tspan(tok), f"Integer literal '{s}' out of range")
+    return v
+
+
+def _char(tok: Token) -> int:
+    s = str(tok)
+    d = _unescape(s, 1, len(s) - 1, _ctx().tspan(tok))
+    if not d:
+        raise InputError(_ctx().tspan(tok), "Empty character literal")
+    if len(d) > 1:
+        raise InputError(_ctx().tspan(tok),
+                         f"Character literal has {len(d)} characters instead of 1")
+    return d[0]
+
+
+def _string(tok: Token) -> bytes:
+    s = str(tok)
+    if "\\" not in s:
+        return s[1:-1].encode("latin-1") + b"\0"
+    return _unescape(s, 1, len(s) - 1, _ctx().tspan(tok)) + b"\0"
+
+
+def _syntax(tok: Token, what: str = "") -> InputError:
+    return InputError(_ctx().tspan(tok), "syntax error" + (f": {what}" if what else ""))
+
+
+# ---------------------------------------------------------------- expressions
+
+def _div(a: int, b: int, op: Token) -> int:
+    if b == 0:
+        raise InputError(_ctx().tspan(op), "Division by zero")
+    return a // b
+
+
+def _mod(a: int, b: int, op: Token) -> int:
+    if b == 0:
+        raise InputError(_ctx().tspan(op), "Division by zero")
+    return a % b
+
+
+_BIN = {
+    "OROR": lambda a, b, o: int(bool(a) or bool(b)),
+    "ANDAND": lambda a, b, o: int(bool(a) and bool(b)),
+    "PIPE": lambda a, b, o: a | b,
+    "CARET": lambda a, b, o: a ^ b,
+    "AMP": lambda a, b, o: a & b,
+    "EQEQ": lambda a, b, o: int(a == b),
+    "NEQ": lambda a, b, o: int(a != b),
+    "LT": lambda a, b, o: int(a < b),
+    "GT": lambda a, b, o: int(a > b),
+    "LE": lambda a, b, o: int(a <= b),
+    "GE": lambda a, b, o: int(a >= b),
+    "LSHIFT": lambda a, b, o: ((a << b) & M64) if b < 64 else 0,
+    "RSHIFT": lambda a, b, o: (a >> b) if b < 64 else 0,
+    "PLUS": lambda a, b, o: (a + b) & M64,
+    "MINUS": lambda a, b, o: (a - b) & M64,
+    "STAR": lambda a, b, o: (a * b) & M64,
+    "SLASH": _div,
+    "PERCENT": _mod,
+}
+
+_CELL_KIND = PieceKind.CELL
+_REF_KIND = PieceKind.REF
+
+
+class _Builder(Transformer[Token, Any]):
+    """Inline transformer: builds dtc's nodes and properties as the parser reduces."""
+
+    # ---- header, memreserve ----
+    def header_v1(self, c: list[Token]) -> None:
+        self._header(c[0], 1)
+
+    def header_plugin(self, c: list[Token]) -> None:
+        self._header(c[0], 3)
+
+    def _header(self, tok: Token, flags: int) -> None:
+        ctx = _ctx()
+        if ctx.header_flags is None:
+            ctx.header_flags = flags
+            ctx.resolver.plugin = bool(flags & 2)
+        elif ctx.header_flags != flags:
+            raise InputError(ctx.tspan(tok), "Header flags don't match earlier ones")
+
+    def mprim(self, c: list[Any]) -> tuple[int, Token, Token]:
+        t = c[0]
+        if len(c) == 3:
+            return c[1], t, c[2]
+        return (_number(t) if t.type == "NUMBER" else _char(t)), t, t
+
+    def memreserve(self, c: list[Any]) -> None:
+        ctx = _ctx()
+        labels = tuple(str(t)[:-1] for t in c[:-4])
+        kw = c[-4]
+        addr, size = c[-3][0], c[-2][0]
+        ctx.resolver.memreserves.append(
+            MemReserve(addr, size, ctx.span(c[0] if labels else kw, c[-1]), labels)
+        )
+
+    # ---- expressions ----
+    def e_num(self, c: list[Token]) -> int:
+        return _number(c[0])
+
+    def e_char(self, c: list[Token]) -> int:
+        return _char(c[0])
+
+    def e_paren(self, c: list[Any]) -> int:
+        v: int = c[1]
+        return v
+
+    def binop(self, c: list[Any]) -> int:
+        op: Token = c[1]
+        v: int = _BIN[op.type](c[0], c[2], op)
+        return v
+
+    def unop(self, c: list[Any]) -> int:
+        t = c[0].type
+        v: int = c[1]
+        if t == "MINUS":
+            return (-v) & M64
+        if t == "TILDE":
+            return v ^ M64
+        return int(v == 0)
+
+    def ternop(self, c: list[Any]) -> int:
+        v: int = c[2] if c[0] else c[4]
+        return v
+
+    def paren(self, c: list[Any]) -> tuple[int, Token, Token]:
+        return c[1], c[0], c[2]
+
+    # ---- values ----
+    def cells(self, c: list[Any]) -> tuple[str, bytes, list[Marker], list[Piece], Token, Token]:
+        ctx = _ctx()
+        name = ctx.name
+        single = ctx.single
+        span = ctx.span
+        first = c[0]
+        if first.type == "BITS":
+            bits = _number(c[1])
+            if bits not in (8, 16, 32, 64):
+                raise InputError(ctx.tspan(c[1]), "Array elements must be 8, 16, 32 or 64-bits")
+            elems = c[3:-1]
+        else:
+            bits = 32
+            elems = c[1:-1]
+        size = bits // 8
+        mask = (1 << bits) - 1
+        out = bytearray()
+        markers: list[Marker] = []
+        pieces: list[Piece] = []
+        for e in elems:
+            if type(e) is tuple:
+                v, a, b = e
+                sp = span(a, b)
+            else:
+                tt = e.type
+                if tt == "NUMBER":
+                    v = _number(e)
+                elif tt == "LABEL":
+                    markers.append((len(out), MK_LABEL, str(e)[:-1], ctx.tspan(e)))
+                    continue
+                elif tt == "CHAR":
+                    v = _char(e)
+                else:  # REF / PATHREF: a phandle cell
+                    sp = ctx.tspan(e)
+                    if bits != 32:
+                        raise InputError(sp, "References are only allowed in arrays with "
+                                             "32-bit elements.")
+                    target = str(e)[1:] if tt == "REF" else str(e)[2:-1]
+                    off = len(out)
+                    markers.append((off, MK_PHANDLE, target, sp))
+                    pieces.append(Piece(off, 4, _REF_KIND, sp))
+                    out += b"\xff\xff\xff\xff"
+                    continue
+                if single:
+                    sp = Span(name, e.line, e.column, e.end_line, e.end_column)
+                else:
+                    sp = span(e, e)
+            if v > mask and (v | mask) != M64:
+                raise InputError(sp, f"Value out of range for {bits}-bit array element")
+            pieces.append(Piece(len(out), size, _CELL_KIND, sp))
+            out += (v & mask).to_bytes(size, "big")
+        return "c", bytes(out), markers, pieces, first, c[-1]
+
+    def bytestring(self, c: list[Token]) -> tuple[str, bytes, list[Marker], list[Piece],
+                                                    Token, Token]:
+        ctx = _ctx()
+        out = bytearray()
+        markers: list[Marker] = []
+        for t in c[1:-1]:
+            if t.type == "HEXBYTE":
+                out.append(int(t, 16))
+            else:
+                markers.append((len(out), MK_LABEL, str(t)[:-1], ctx.tspan(t)))
+        sp = ctx.span(c[0], c[-1])
+        return "b", bytes(out), markers, [Piece(0, len(out), PieceKind.BYTES, sp)], c[0], c[-1]
+
+    def incbin(self, c: list[Any]) -> tuple[str, bytes, list[Marker], list[Piece], Token, Token]:
+        ctx = _ctx()
+        kw: Token = c[0]
+        at = ctx.span(kw, c[-1])
+        fname = _string(c[2])[:-1].decode("latin-1")
+        _, _, cur_dir = ctx.where(kw.line)  # type: ignore[arg-type]
+        _, data = ctx.open_file(fname, cur_dir, at)
+        if len(c) > 4:
+            off, ln = c[4][0], c[6][0]
+            data = data[off : off + ln]
+        return "i", data, [], [Piece(0, len(data), PieceKind.BYTES, at)], kw, c[-1]
+
+    # ---- properties ----
+    def prop_assign(self, c: list[Any]) -> LProp:
+        ctx = _ctx()
+        name_tok: Token = c[0]
+        semi: Token = c[-1]
+        elems = c[2:-1]
+        if len(elems) == 1:
+            e = elems[0]
+            if type(e) is tuple:
+                return LProp(str(name_tok), e[1], ctx.span(name_tok, semi), e[2], e[3],
+                             err_span=ctx.tspan(c[1]))
+            if e.type == "STRING":
+                data = _string(e)
+                return LProp(str(name_tok), data, ctx.span(name_tok, semi), None,
+                             [Piece(0, len(data), PieceKind.STRING, ctx.tspan(e))],
+                             err_span=ctx.tspan(c[1]))
+        out = bytearray()
+        markers: list[Marker] = []
+        pieces: list[Piece] = []
+        want_value = True
+        for e in elems:
+            off = len(out)
+            if type(e) is tuple:
+                if not want_value:
+                    raise _syntax(e[4])
+                out += e[1]
+                for m in e[2]:
+                    markers.append((m[0] + off, m[1], m[2], m[3]))
+                for p in e[3]:
+                    pieces.append(Piece(p.offset + off, p.size, p.kind, p.span))
+                want_value = False
+                continue
+            tt = e.type
+            if tt == "LABEL":
+                markers.append((off, MK_LABEL, str(e)[:-1], ctx.tspan(e)))
+            elif tt == "COMMA":
+                if want_value:
+                    raise _syntax(e)
+                want_value = True
+            else:
+                if not want_value:
+                    raise _syntax(e)
+                want_value = False
+                sp = ctx.tspan(e)
+                if tt == "STRING":
+                    data = _string(e)
+                    out += data
+                    pieces.append(Piece(off, len(data), PieceKind.STRING, sp))
+                else:  # a reference outside cells: the target's path, filled in later
+                    target = str(e)[1:] if tt == "REF" else str(e)[2:-1]
+                    markers.append((off, MK_PATH, target, sp))
+                    pieces.append(Piece(off, 0, PieceKind.PATH, sp))
+        if want_value:
+            raise _syntax(semi)
+        return LProp(str(name_tok), bytes(out), ctx.span(name_tok, semi), markers, pieces,
+                     err_span=ctx.tspan(c[1]))
+
+    def prop_empty(self, c: list[Token]) -> LProp:
+        ctx = _ctx()
+        return LProp(_pname(c[0]), b"", ctx.span(c[0], c[1]), err_span=ctx.tspan(c[1]))
+
+    def prop_del(self, c: list[Token]) -> LProp:
+        ctx = _ctx()
+        return LProp(_pname(c[1]), b"", ctx.span(c[0], c[2]), deleted=True,
+                     err_span=ctx.tspan(c[0]))
+
+    # ---- nodes ----
+    def nodedef(self, c: list[Any]) -> LNode:
+        ctx = _ctx()
+        node = LNode("", ctx.span(c[0], c[-1]))
+        seen_child = False
+        for it in c[1:-2]:
+            if type(it) is LProp:
+                if seen_child:
+                    raise InputError(it.span, "Properties must precede subnodes")
+                node.add_prop(it)
+            else:
+                seen_child = True
+                node.add_child(it)
+        return node
+
+    def subnode(self, c: list[Any]) -> LNode:
+        node: LNode = c[1]
+        tok: Token = c[0]
+        node.name = _pname(tok)
+        sp = node.span
+        if _ctx().single:
+            node.span = Span(sp.file, tok.line, tok.column, sp.end_line, sp.end_column)  # type: ignore[arg-type]
+        else:
+            f, line, _ = _ctx().where(tok.line)  # type: ignore[arg-type]
+            node.span = Span(f, line, tok.column, sp.end_line, sp.end_column)  # type: ignore[arg-type]
+        return node
+
+    def subnode_del(self, c: list[Token]) -> LNode:
+        node = LNode(_pname(c[1]), _ctx().span(c[0], c[2]))
+        node.deleted = True
+        return node
+
+    def labelled(self, c: list[Any]) -> LNode | LProp:
+        item: LNode | LProp = c[1]
+        item.labels[str(c[0])[:-1]] = False
+        return item
+
+    def omitted(self, c: list[Any]) -> LNode:
+        item = c[1]
+        if type(item) is LProp:
+            raise InputError(item.err_span or item.span, "syntax error")
+        item.omit = True
+        node: LNode = item
+        return node
+
+    # ---- top level ----
+    def root_def(self, c: list[Any]) -> None:
+        node: LNode = c[1]
+        sp = node.span
+        tok: Token = c[0]
+        node.span = _ctx().span(tok, tok)
+        node.span = Span(node.span.file, node.span.line, node.span.column, sp.end_line,
+                         sp.end_column)
+        _ctx().resolver.root_def(node)
+
+    def first_ref_def(self, c: list[Any]) -> None:
+        ctx = _ctx()
+        ref: Token = c[0]
+        ctx.resolver.first_ref_def(_refname(ref), ctx.tspan(ref), c[1])
+
+    def ref_def(self, c: list[Any]) -> None:
+        ctx = _ctx()
+        ref: Token = c[0]
+        node: LNode = c[1]
+        node.span = _join(ctx.tspan(ref), node.span)
+        ctx.resolver.ref_def(_refname(ref), ctx.tspan(ref), node, None)
+
+    def label_ref_def(self, c: list[Any]) -> None:
+        ctx = _ctx()
+        ref: Token = c[1]
+        node: LNode = c[2]
+        node.span = _join(ctx.tspan(c[0]), node.span)
+        ctx.resolver.ref_def(_refname(ref), ctx.tspan(ref), node, str(c[0])[:-1])
+
+    def del_ref(self, c: list[Token]) -> None:
+        ctx = _ctx()
+        ctx.resolver.del_ref(_refname(c[1]), ctx.tspan(c[1]))
+
+    def omit_ref(self, c: list[Token]) -> None:
+        ctx = _ctx()
+        ctx.resolver.omit_ref(_refname(c[1]), ctx.tspan(c[1]))
+
+    def start(self, c: list[Any]) -> None:
+        return None
+
+
+def _pname(tok: Token) -> str:
+    s = str(tok)
+    return s[1:] if s[0] == "\\" else s
+
+
+def _refname(tok: Token) -> str:
+    s = str(tok)
+    return s[2:-1] if tok.type == "PATHREF" else s[1:]
+
+
+def _join(a: Span, b: Span) -> Span:
+    return Span(a.file, a.line, a.column, b.end_line, b.end_column)
+
+
+_GRAMMAR = Path(__file__).with_name("dts.lark")
+_PARSER: Lark | None = None
+
+
+def _parser() -> Lark:
+    global _PARSER
+    if _PARSER is None:
+        _PARSER = Lark(
+            _GRAMMAR.read_text(),
+            parser="lalr",
+            lexer="contextual",
+            transformer=_Builder(),
+            lexer_callbacks={"INCLUDE": _on_include, "LINEMARKER": _on_linemarker},
+            _plugins={"ContextualLexer": _IncludeLexer},
+            maybe_placeholders=False,
+        )
+    return _PARSER
+
+
+def parse_dts(
+    data: bytes,
+    name: str,
+    *,
+    cpp: bool = False,
+    include_dirs: Sequence[str | os.PathLike[str]] = (),
+    symbols: bool = False,
+) -> Tree:
+    """Compile DTS source as `dtc -I dts -O dtb [-@]` would, into a resolved Tree.
+
+    Raises InputError (one line, with file:line:col) wherever dtc reports an error.
+    """
+    dirs = [os.fspath(d) for d in include_dirs]
+    main_dir: str | None = os.path.dirname(name) or None
+    if cpp:
+        from .cpp import run_cpp
+
+        data = run_cpp(data, name, dirs)
+    text = data.decode("latin-1")
+    resolver = Resolver(name, symbols=symbols)
+    global _CTX
+    parser = _parser()
+    with _LOCK:
+        _CTX = _Ctx(name, text, dirs, main_dir, resolver)
+        gc_was = gc.isenabled()
+        gc.disable()
+        try:
+            parser.parse(text)
+            if resolver.root is None:  # pragma: no cover - the grammar requires a root
+                raise InputError(Span(name, 1, 1), "no root node")
+            return resolver.finish()
+        except UnexpectedToken as e:
+            raise _token_error(e) from None
+        except UnexpectedInput as e:
+            f, line, _ = _CTX.where(getattr(e, "line", 1) or 1)
+            raise InputError(Span(f, line, getattr(e, "column", 1) or 1), "syntax error") \
+                from None
+        except RecursionError:  # pragma: no cover - nothing here recurses on input depth
+            raise InputError(Span(name, 1, 1), "input nested too deeply") from None
+        finally:
+            _CTX = None
+            if gc_was:
+                gc.enable()
+
+
+def _token_error(e: UnexpectedToken) -> InputError:
+    ctx = _ctx()
+    tok = e.token
+    if tok.type == "$END":
+        line = tok.end_line or tok.line or 1
+        f, real, _ = ctx.where(line)
+        return InputError(Span(f, real, tok.end_column or tok.column or 1),
+                          "syntax error: unexpected end of input")
+    return InputError(ctx.tspan(tok), f"syntax error (unexpected {str(tok)!r})")

@@ -1,0 +1,778 @@
+"""dtc 1.6.1's tree semantics: merging, deletion, labels, references, phandles, checks.
+
+The parser hands over nodes as it reduces them; `Resolver` applies each top-level
+statement immediately, as dtc's parser actions do, then `finish` runs the error-level
+checks in dtc's order (checks.c `check_table`), assigns phandles exactly as
+`get_node_phandle` does, builds `__symbols__` / `__fixups__` / `__local_fixups__`
+and converts everything to the public `Tree`.
+
+dtc keeps deleted nodes and properties in place with a flag (a later definition
+revives them at their old position); so do we. Every lookup that dtc does with a tree
+walk (labels, phandles) is a dict here, so the whole resolution is linear.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+
+from .errors import Diagnostic, InputError, Span
+from .tree import MemReserve, Node, Piece, PieceKind, Property, Ref, RefKind, Tree
+
+NODECHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789,._+-@")
+PROPCHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789,._+*#?-")
+
+# marker kinds inside a property value (dtc's REF_PHANDLE, REF_PATH, LABEL)
+MK_PHANDLE = 0
+MK_PATH = 1
+MK_LABEL = 2
+
+Marker = tuple[int, int, str, Span]  # (offset, kind, ref or label, span)
+
+
+class LProp:
+    """A property as dtc's `struct property` (with the deleted flag)."""
+
+    __slots__ = ("data", "deleted", "err_span", "labels", "markers", "name", "pieces", "span")
+
+    def __init__(
+        self,
+        name: str,
+        data: bytes,
+        span: Span,
+        markers: list[Marker] | None = None,
+        pieces: list[Piece] | None = None,
+        deleted: bool = False,
+        err_span: Span | None = None,
+    ) -> None:
+        self.name = name
+        self.data = data
+        self.span = span
+        self.markers: list[Marker] = markers if markers is not None else []
+        self.pieces: list[Piece] = pieces if pieces is not None else []
+        self.deleted = deleted
+        self.labels: dict[str, bool] = {}  # label -> deleted, in order of addition
+        self.err_span = err_span  # where dtc's parser would fail if this was misplaced
+
+
+class LNode:
+    """A node as dtc's `struct node`: ordered lists plus first-by-name dicts."""
+
+    __slots__ = (
+        "cbyname",
+        "children",
+        "deleted",
+        "dup",
+        "labels",
+        "name",
+        "omit",
+        "other_spans",
+        "parent",
+        "pbyname",
+        "phandle",
+        "props",
+        "referenced",
+        "span",
+    )
+
+    def __init__(self, name: str, span: Span) -> None:
+        self.name = name
+        self.span = span
+        self.parent: LNode | None = None
+        self.props: list[LProp] = []
+        self.pbyname: dict[str, LProp] = {}
+        self.children: list[LNode] = []
+        self.cbyname: dict[str, LNode] = {}
+        self.labels: dict[str, bool] = {}
+        self.deleted = False
+        self.omit = False
+        self.referenced = False
+        self.phandle = 0
+        self.dup = False  # two props or two children share a name
+        self.other_spans: list[Span] = []
+
+    # -- building (dtc's build_node / add_property / add_child) --
+    def add_prop(self, p: LProp) -> None:
+        self.props.append(p)
+        if p.name in self.pbyname:
+            self.dup = True
+        else:
+            self.pbyname[p.name] = p
+
+    def add_child(self, c: LNode) -> None:
+        c.parent = self
+        self.children.append(c)
+        if c.name in self.cbyname:
+            self.dup = True
+        else:
+            self.cbyname[c.name] = c
+
+    # -- accessors that skip deleted entries, like dtc's for_each_* --
+    def get_prop(self, name: str) -> LProp | None:
+        p = self.pbyname.get(name)
+        if p is None or not p.deleted:
+            return p
+        if self.dup:
+            for q in self.props:
+                if q.name == name and not q.deleted:
+                    return q
+        return None
+
+    def get_child(self, name: str) -> LNode | None:
+        c = self.cbyname.get(name)
+        if c is None or not c.deleted:
+            return c
+        if self.dup:
+            for d in self.children:
+                if d.name == name and not d.deleted:
+                    return d
+        return None
+
+    def live_children(self) -> Iterator[LNode]:
+        return (c for c in self.children if not c.deleted)
+
+    def live_props(self) -> Iterator[LProp]:
+        return (p for p in self.props if not p.deleted)
+
+    def fullpath(self) -> str:
+        parts: list[str] = []
+        n: LNode | None = self
+        while n is not None and n.parent is not None:
+            parts.append(n.name)
+            n = n.parent
+        return "/" + "/".join(reversed(parts))
+
+    def dtc_labels(self) -> list[str]:
+        """Live labels in dtc's list order (the most recently added first)."""
+        return [k for k, d in reversed(self.labels.items()) if not d]
+
+
+def add_label(labels: dict[str, bool], label: str) -> None:
+    """dtc's add_label: a known label is revived in place, a new one is added."""
+    labels[label] = False
+
+
+def delete_node(node: LNode, phandles: dict[int, LNode] | None = None) -> None:
+    """dtc's delete_node: flag the whole subtree, its properties and labels deleted."""
+    stack = [node]
+    while stack:
+        n = stack.pop()
+        n.deleted = True
+        if phandles is not None and n.phandle and phandles.get(n.phandle) is n:
+            del phandles[n.phandle]
+        for c in n.children:
+            if not c.deleted:
+                stack.append(c)
+        for p in n.props:
+            if not p.deleted:
+                p.deleted = True
+                for k in p.labels:
+                    p.labels[k] = True
+        for k in n.labels:
+            n.labels[k] = True
+
+
+def _preorder(root: LNode) -> Iterator[LNode]:
+    stack = [root]
+    while stack:
+        n = stack.pop()
+        yield n
+        stack.extend(reversed([c for c in n.children if not c.deleted]))
+
+
+@dataclass(slots=True)
+class _Fail:
+    span: Span
+    message: str
+
+
+@dataclass(slots=True)
+class Resolver:
+    """Holds the tree while it is parsed, then turns it into a `Tree`."""
+
+    source: str
+    plugin: bool = False
+    symbols: bool = False
+    root: LNode | None = None
+    memreserves: list[MemReserve] = field(default_factory=list)
+    label_owners: dict[str, list[LNode]] = field(default_factory=dict)
+    warnings: list[Diagnostic] = field(default_factory=list)
+    next_fragment: int = 0
+    boot_cpuid: int = 0
+    ph_counter: list[int] = field(default_factory=lambda: [1])  # dtc's static counter
+
+    # ---------------- labels and lookups ----------------
+    def note_label(self, node: LNode, label: str) -> None:
+        owners = self.label_owners.get(label)
+        if owners is None:
+            self.label_owners[label] = [node]
+        elif node not in owners:
+            owners.append(node)
+
+    def is_live(self, node: LNode) -> bool:
+        n: LNode | None = node
+        top = node
+        while n is not None:
+            if n.deleted:
+                return False
+            top = n
+            n = n.parent
+        return top is self.root
+
+    def by_label(self, label: str) -> LNode | None:
+        """dtc's get_node_by_label: the first live node in tree order with that label."""
+        owners = self.label_owners.get(label)
+        if not owners:
+            return None
+        live = [o for o in owners if o.labels.get(label) is False and self.is_live(o)]
+        if not live:
+            return None
+        if len(live) == 1:
+            return live[0]
+        assert self.root is not None
+        wanted = set(map(id, live))
+        for n in _preorder(self.root):
+            if id(n) in wanted:
+                return n
+        return None  # pragma: no cover - live nodes are in the tree
+
+    def by_path(self, path: str) -> LNode | None:
+        """dtc's get_node_by_path: exact component names (no unit-address guessing)."""
+        node = self.root
+        if node is None:
+            return None
+        p = path
+        while True:
+            if not p:
+                return None if node.deleted else node
+            p = p.lstrip("/")
+            i = p.find("/")
+            comp, rest = (p, None) if i < 0 else (p[:i], p[i + 1 :])
+            child = node.get_child(comp)
+            if child is None:
+                return None
+            if rest is None:
+                return child
+            node = child
+            p = rest
+
+    def by_ref(self, ref: str) -> LNode | None:
+        if ref == "/":
+            return self.root
+        if ref.startswith("/"):
+            return self.by_path(ref)
+        return self.by_label(ref)
+
+    def register_subtree(self, node: LNode) -> None:
+        """Index the labels of a subtree that just became part of the tree."""
+        stack = [node]
+        while stack:
+            n = stack.pop()
+            for lab in n.labels:
+                self.note_label(n, lab)
+            stack.extend(n.children)
+
+    # ---------------- top-level statements (dtc-parser.y `devicetree`) ----------------
+    def root_def(self, node: LNode) -> None:
+        node.name = ""
+        if self.root is None:
+            self.root = node
+            self.register_subtree(node)
+        else:
+            self.merge(self.root, node)
+
+    def first_ref_def(self, ref: str, ref_span: Span, node: LNode) -> None:
+        if not self.plugin:
+            raise InputError(ref_span, f"Label or path {ref} not found")
+        self.root = LNode("", node.span)
+        self.add_orphan(ref, ref_span, node)
+
+    def ref_def(self, ref: str, ref_span: Span, node: LNode, label: str | None) -> None:
+        assert self.root is not None
+        if label is None and self.plugin and ref.startswith("/"):
+            self.add_orphan(ref, ref_span, node)
+            return
+        target = self.by_ref(ref)
+        if target is None:
+            if label is None and self.plugin:
+                self.add_orphan(ref, ref_span, node)
+                return
+            raise InputError(ref_span, f"Label or path {ref} not found")
+        if label is not None:
+            add_label(target.labels, label)
+            self.note_label(target, label)
+        self.merge(target, node)
+
+    def del_ref(self, ref: str, ref_span: Span) -> None:
+        target = self.by_ref(ref)
+        if target is None:
+            raise InputError(ref_span, f"Label or path {ref} not found")
+        delete_node(target)
+
+    def omit_ref(self, ref: str, ref_span: Span) -> None:
+        target = self.by_ref(ref)
+        if target is None:
+            raise InputError(ref_span, f"Label or path {ref} not found")
+        target.omit = True
+
+    def add_orphan(self, ref: str, ref_span: Span, node: LNode) -> None:
+        """dtc's add_orphan_node: wrap an overlay body into /fragment@N/__overlay__."""
+        assert self.root is not None
+        if ref.startswith("/"):
+            data = ref.encode("latin-1") + b"\0"
+            prop = LProp("target-path", data, ref_span,
+                         pieces=[Piece(0, len(data), PieceKind.STRING, ref_span)])
+        else:
+            prop = LProp("target", b"\xff\xff\xff\xff", ref_span,
+                         markers=[(0, MK_PHANDLE, ref, ref_span)],
+                         pieces=[Piece(0, 4, PieceKind.REF, ref_span)])
+        frag = LNode(f"fragment@{self.next_fragment}", ref_span)
+        self.next_fragment += 1
+        frag.add_prop(prop)
+        node.name = "__overlay__"
+        frag.add_child(node)
+        self.root.add_child(frag)
+        self.register_subtree(frag)
+
+    def merge(self, old: LNode, new: LNode) -> None:
+        """dtc's merge_nodes, with an explicit stack instead of recursion."""
+        stack = [(old, new)]
+        while stack:
+            old, new = stack.pop()
+            old.other_spans.append(new.span)
+            old.deleted = False
+            for lab in reversed(list(new.labels)):
+                add_label(old.labels, lab)
+                self.note_label(old, lab)
+            for np in new.props:
+                if np.deleted:
+                    op = old.pbyname.get(np.name)
+                    if op is None and old.dup:
+                        op = next((q for q in old.props if q.name == np.name), None)
+                    if op is not None:
+                        op.deleted = True
+                        for k in op.labels:
+                            op.labels[k] = True
+                    continue
+                op = old.pbyname.get(np.name)
+                if op is not None:
+                    for lab in reversed(list(np.labels)):
+                        add_label(op.labels, lab)
+                    op.data = np.data
+                    op.markers = np.markers
+                    op.pieces = np.pieces
+                    op.deleted = False
+                    op.span = np.span
+                else:
+                    old.add_prop(np)
+            # children are merged after this node's properties; push in reverse so the
+            # first child is merged first (order matters only for label bookkeeping)
+            pending: list[tuple[LNode, LNode]] = []
+            for nc in new.children:
+                if nc.deleted:
+                    oc = old.cbyname.get(nc.name)
+                    if oc is not None:
+                        delete_node(oc)
+                    continue
+                oc = old.cbyname.get(nc.name)
+                if oc is not None:
+                    pending.append((oc, nc))
+                else:
+                    old.add_child(nc)
+                    self.register_subtree(nc)
+            stack.extend(reversed(pending))
+
+    # ---------------- checks and output ----------------
+    def finish(self) -> Tree:
+        root = self.root
+        assert root is not None
+        self.boot_cpuid = self._guess_boot_cpuid(root)
+        phandles: dict[int, LNode] = {}
+        self._structural_checks(root)
+        self._duplicate_labels(root)
+        self._explicit_phandles(root, phandles)
+        self._references(root, phandles)
+        self._omit_unused(root, phandles)
+        if self.symbols:
+            self._symbols(root, phandles)
+        if self.plugin:
+            self._fixups(root)
+        return self._to_tree(root, phandles)
+
+    def _guess_boot_cpuid(self, root: LNode) -> int:
+        cpus = self.by_path("/cpus")
+        if cpus is None or not cpus.children:
+            return 0
+        reg = cpus.children[0].get_prop("reg")
+        if reg is None or len(reg.data) != 4:
+            return 0
+        return int.from_bytes(reg.data, "big")
+
+    def _structural_checks(self, root: LNode) -> None:
+        """duplicate names, name characters, `name` properties (all ERROR in dtc)."""
+        fails: list[_Fail | None] = [None] * 7
+        for node in _preorder(root):
+            if node.dup:
+                if fails[0] is None:
+                    fails[0] = self._dup_child(node)
+                if fails[1] is None:
+                    pseen: dict[str, LProp] = {}
+                    for p in node.props:
+                        if p.deleted:
+                            continue
+                        if p.name in pseen:
+                            fails[1] = _Fail(pseen[p.name].span, "Duplicate property name")
+                            break
+                        pseen[p.name] = p
+            if fails[2] is None:
+                bad = next((ch for ch in node.name if ch not in NODECHARS), None)
+                if bad is not None:
+                    fails[2] = _Fail(node.span, f"Bad character '{bad}' in node name")
+            if fails[3] is None and "@" in node.name and "@" in node.name.split("@", 1)[1]:
+                fails[3] = _Fail(node.span, "multiple '@' characters in node name")
+            if fails[4] is None:
+                for p in node.props:
+                    if p.deleted:
+                        continue
+                    bad = next((ch for ch in p.name if ch not in PROPCHARS), None)
+                    if bad is not None:
+                        fails[4] = _Fail(p.span, f"Bad character '{bad}' in property name")
+                        break
+            namep = node.get_prop("name")
+            if namep is not None and fails[5] is None:
+                d = namep.data
+                if not d or d[-1] != 0 or 0 in d[:-1]:
+                    fails[5] = _Fail(namep.span, "property is not a string")
+            first = next((p for p in node.props if p.name == "name"), None) if namep else None
+            if first is not None and fails[6] is None:
+                base = node.name.split("@", 1)[0].encode("latin-1")
+                if len(first.data) != len(base) + 1 or first.data[: len(base)] != base:
+                    shown = first.data.split(b"\0", 1)[0].decode("latin-1")
+                    fails[6] = _Fail(
+                        node.span,
+                        f'"name" property is incorrect ("{shown}" instead of base node name)',
+                    )
+                else:
+                    # correct, hence redundant: dtc drops it from the node
+                    node.props.remove(first)
+                    if node.pbyname.get("name") is first:
+                        del node.pbyname["name"]
+                        other = next((p for p in node.props if p.name == "name"), None)
+                        if other is not None:
+                            node.pbyname["name"] = other
+        for f in fails:
+            if f is not None:
+                raise InputError(f.span, f.message)
+
+    @staticmethod
+    def _dup_child(node: LNode) -> _Fail | None:
+        """dtc compares every live child with each later sibling, deleted or not."""
+        later: dict[str, list[int]] = {}
+        for i, c in enumerate(node.children):
+            later.setdefault(c.name, []).append(i)
+        for i, c in enumerate(node.children):
+            if c.deleted:
+                continue
+            idx = later[c.name]
+            nxt = next((j for j in idx if j > i), None)
+            if nxt is not None:
+                return _Fail(node.children[nxt].span, "Duplicate node name")
+        return None
+
+    def _duplicate_labels(self, root: LNode) -> None:
+        """dtc's duplicate_label check: one owner per label over nodes, props, values."""
+        # occurrences in check order: (kind, node, prop, marker index, span)
+        occ: dict[str, list[tuple[int, int, LNode, LProp | None, int]]] = {}
+        order = 0
+        for node in _preorder(root):
+            for lab in node.dtc_labels():
+                occ.setdefault(lab, []).append((0, order, node, None, -1))
+                order += 1
+            for p in node.props:
+                if p.deleted:
+                    continue
+                for lab, dele in reversed(p.labels.items()):
+                    if not dele:
+                        occ.setdefault(lab, []).append((1, order, node, p, -1))
+                        order += 1
+                for i, m in enumerate(p.markers):
+                    if m[1] == MK_LABEL:
+                        occ.setdefault(m[2], []).append((2, order, node, p, i))
+                        order += 1
+        worst: tuple[int, str, tuple[int, int, LNode, LProp | None, int],
+                     tuple[int, int, LNode, LProp | None, int]] | None = None
+        for lab, lst in occ.items():
+            if len(lst) < 2:
+                continue
+            canon = min(lst, key=lambda o: (o[0], o[1]))
+            first_bad = min((o for o in lst if o is not canon), key=lambda o: o[1])
+            if worst is None or first_bad[1] < worst[0]:
+                worst = (first_bad[1], lab, first_bad, canon)
+        if worst is None:
+            return
+        _, lab, bad, canon = worst
+
+        def desc(o: tuple[int, int, LNode, LProp | None, int]) -> str:
+            s = "value of " if o[0] == 2 else ""
+            if o[3] is not None:
+                s += f"'{o[3].name}' in "
+            return s + o[2].fullpath()
+
+        span = bad[3].span if bad[3] is not None else bad[2].span
+        if bad[0] == 2 and bad[3] is not None:
+            span = bad[3].markers[bad[4]][3]
+        raise InputError(span, f"Duplicate label '{lab}' on {desc(bad)} and {desc(canon)}")
+
+    def _phandle_prop(self, node: LNode, name: str) -> int:
+        prop = node.get_prop(name)
+        if prop is None:
+            return 0
+        if len(prop.data) != 4:
+            raise InputError(prop.span, f"bad length ({len(prop.data)}) {name} property")
+        for m in prop.markers:
+            if m[1] == MK_PHANDLE:
+                if self.by_ref(m[2]) is not node:
+                    raise InputError(prop.span, f"{name} is a reference to another node")
+                return 0
+        ph = int.from_bytes(prop.data, "big")
+        if ph in (0, 0xFFFFFFFF):
+            raise InputError(prop.span, f"bad value (0x{ph:x}) in {name} property")
+        return ph
+
+    def _explicit_phandles(self, root: LNode, phandles: dict[int, LNode]) -> None:
+        for node in _preorder(root):
+            if "phandle" not in node.pbyname and "linux,phandle" not in node.pbyname:
+                continue
+            ph = self._phandle_prop(node, "phandle")
+            lph = self._phandle_prop(node, "linux,phandle")
+            if not ph and not lph:
+                continue
+            if ph and lph and ph != lph:
+                raise InputError(node.span, "mismatching 'phandle' and 'linux,phandle' properties")
+            if lph and not ph:
+                ph = lph
+            other = phandles.get(ph)
+            if other is not None and other is not node:
+                raise InputError(
+                    node.span, f"duplicated phandle 0x{ph:x} (seen before at {other.fullpath()})"
+                )
+            node.phandle = ph
+            phandles[ph] = node
+
+    def _node_phandle(self, node: LNode, phandles: dict[int, LNode], counter: list[int]) -> int:
+        """dtc's get_node_phandle (its static counter is `counter[0]`)."""
+        if node.phandle not in (0, 0xFFFFFFFF):
+            return node.phandle
+        ph = counter[0]
+        while ph in phandles:
+            ph += 1
+        counter[0] = ph
+        node.phandle = ph
+        phandles[ph] = node
+        if node.get_prop("phandle") is None:
+            data = ph.to_bytes(4, "big")
+            node.add_prop(LProp("phandle", data, node.span,
+                                pieces=[Piece(0, 4, PieceKind.CELL, node.span)]))
+        return ph
+
+    def _references(self, root: LNode, phandles: dict[int, LNode]) -> None:
+        """fixup_phandle_references then fixup_path_references (first error of each)."""
+        counter = self.ph_counter
+        ph_fail: _Fail | None = None
+        path_fail: _Fail | None = None
+        for node in _preorder(root):
+            for p in node.props:
+                if p.deleted or not p.markers:
+                    continue
+                has_path = False
+                data: bytearray | None = None
+                for m in p.markers:
+                    kind = m[1]
+                    if kind == MK_PHANDLE:
+                        target = self.by_ref(m[2])
+                        if target is None:
+                            if not self.plugin and ph_fail is None:
+                                ph_fail = _Fail(m[3], "Reference to non-existent node or "
+                                                      f'label "{m[2]}"')
+                            continue
+                        ph = self._node_phandle(target, phandles, counter)
+                        if data is None:
+                            data = bytearray(p.data)
+                        data[m[0] : m[0] + 4] = ph.to_bytes(4, "big")
+                        target.referenced = True
+                    elif kind == MK_PATH:
+                        has_path = True
+                if data is not None:
+                    p.data = bytes(data)
+                if has_path:
+                    fail = self._insert_paths(p)
+                    if fail is not None and path_fail is None:
+                        path_fail = fail
+        if ph_fail is not None:
+            raise InputError(ph_fail.span, ph_fail.message)
+        if path_fail is not None:
+            raise InputError(path_fail.span, path_fail.message)
+
+    def _insert_paths(self, p: LProp) -> _Fail | None:
+        """dtc's data_insert_at_marker for every REF_PATH marker, shifting what follows."""
+        fail: _Fail | None = None
+        data = bytearray(p.data)
+        markers = list(p.markers)
+        pieces = list(p.pieces)
+        for i in range(len(markers)):
+            off, kind, ref, span = markers[i]
+            if kind != MK_PATH:
+                continue
+            target = self.by_ref(ref)
+            if target is None:
+                if fail is None:
+                    fail = _Fail(span, f'Reference to non-existent node or label "{ref}"')
+                continue
+            ins = target.fullpath().encode("latin-1") + b"\0"
+            target.referenced = True
+            n = len(ins)
+            data[off:off] = ins
+            for j in range(i + 1, len(markers)):
+                o2, k2, r2, s2 = markers[j]
+                markers[j] = (o2 + n, k2, r2, s2)
+            for j, pc in enumerate(pieces):
+                if (pc.kind is PieceKind.PATH and pc.size == 0 and pc.offset == off
+                        and pc.span == span):
+                    pieces[j] = Piece(off, n, PieceKind.PATH, pc.span)
+                    for k in range(j + 1, len(pieces)):
+                        q = pieces[k]
+                        pieces[k] = Piece(q.offset + n, q.size, q.kind, q.span)
+                    break
+        p.data = bytes(data)
+        p.markers = markers
+        p.pieces = pieces
+        return fail
+
+    def _omit_unused(self, root: LNode, phandles: dict[int, LNode]) -> None:
+        stack = [root]
+        while stack:
+            n = stack.pop()
+            if n.deleted:
+                continue
+            if n.omit and not n.referenced and not (self.symbols and n.labels):
+                delete_node(n, phandles)
+                continue
+            stack.extend(reversed([c for c in n.children if not c.deleted]))
+
+    def _root_child(self, root: LNode, name: str) -> LNode:
+        node = root.get_child(name)
+        if node is None:
+            node = LNode(name, root.span)
+            root.add_child(node)
+        return node
+
+    def _symbols(self, root: LNode, phandles: dict[int, LNode]) -> None:
+        """dtc -@: /__symbols__ with one path per label; every labelled node gets a phandle."""
+        if not any(n.labels for n in _preorder(root)):
+            return
+        an = self._root_child(root, "__symbols__")
+        for node in _preorder(root):
+            if not node.labels:
+                continue
+            for lab in node.dtc_labels():
+                if an.get_prop(lab) is not None:
+                    self.warnings.append(Diagnostic(
+                        node.span, f"label {lab} already exists in /{an.name}"))
+                    continue
+                path = node.fullpath().encode("latin-1") + b"\0"
+                an.add_prop(LProp(lab, path, node.span,
+                                  pieces=[Piece(0, len(path), PieceKind.STRING, node.span)]))
+            self._node_phandle(node, phandles, self.ph_counter)
+
+    def _fixups(self, root: LNode) -> None:
+        """/__fixups__ and /__local_fixups__ for a /plugin/, as dtc 1.6.1 writes them."""
+        unresolved: list[tuple[LNode, LProp, Marker]] = []
+        local: list[tuple[LNode, LProp, Marker]] = []
+        for node in _preorder(root):
+            for p in node.props:
+                if p.deleted:
+                    continue
+                for m in p.markers:
+                    if m[1] != MK_PHANDLE:
+                        continue
+                    if self.by_ref(m[2]) is None:
+                        unresolved.append((node, p, m))
+                    else:
+                        local.append((node, p, m))
+        if unresolved:
+            fn = self._root_child(root, "__fixups__")
+            for node, p, m in unresolved:
+                path = node.fullpath()
+                if ":" in path or ":" in p.name:
+                    raise InputError(p.span, "arguments should not contain ':'")
+                entry = f"{path}:{p.name}:{m[0]}".encode("latin-1") + b"\0"
+                self._append(fn, m[2], entry, m[3], PieceKind.STRING)
+        if local:
+            lfn = self._root_child(root, "__local_fixups__")
+            for node, p, m in local:
+                comps: list[str] = []
+                w: LNode | None = node
+                while w is not None and w.parent is not None:
+                    comps.append(w.name)
+                    w = w.parent
+                wn = lfn
+                for comp in reversed(comps):
+                    nxt = wn.get_child(comp)
+                    if nxt is None:
+                        nxt = LNode(comp, node.span)
+                        wn.add_child(nxt)
+                    wn = nxt
+                self._append(wn, p.name, m[0].to_bytes(4, "big"), m[3], PieceKind.CELL)
+
+    @staticmethod
+    def _append(node: LNode, name: str, data: bytes, span: Span, kind: PieceKind) -> None:
+        p = node.get_prop(name)
+        if p is None:
+            node.add_prop(LProp(name, data, span, pieces=[Piece(0, len(data), kind, span)]))
+        else:
+            p.pieces = [*p.pieces, Piece(len(p.data), len(data), kind, span)]
+            p.data = p.data + data
+
+    def _to_tree(self, root: LNode, phandles: dict[int, LNode]) -> Tree:
+        out_root = Node("", root.span)
+        tree = Tree(
+            root=out_root,
+            source=self.source,
+            memreserves=self.memreserves,
+            boot_cpuid_phys=self.boot_cpuid,
+            plugin=self.plugin,
+            warnings=self.warnings,
+        )
+        labels = tree.labels
+        tphandles = tree.phandles
+        stack: list[tuple[LNode, Node]] = [(root, out_root)]
+        while stack:
+            ln, on = stack.pop()
+            on.labels = ln.dtc_labels()
+            for lab in on.labels:
+                labels.setdefault(lab, on)
+            on.other_spans = ln.other_spans
+            if ln.phandle:
+                on.phandle = ln.phandle
+                tphandles[ln.phandle] = on
+            props = on.properties
+            for p in ln.props:
+                if p.deleted:
+                    continue
+                refs = [
+                    Ref(m[0], RefKind.PHANDLE if m[1] == MK_PHANDLE else RefKind.PATH,
+                        m[2], m[3], m[2].startswith("/"))
+                    for m in p.markers if m[1] != MK_LABEL
+                ] if p.markers else []
+                props[p.name] = Property(
+                    p.name, bytes(p.data), p.span,
+                    [k for k, d in reversed(p.labels.items()) if not d], refs, p.pieces,
+                )
+            children = on.children
+            for c in ln.children:
+                if c.deleted:
+                    continue
+                oc = Node(c.name, c.span, parent=on)
+                children[c.name] = oc
+                stack.append((c, oc))
+        return tree
