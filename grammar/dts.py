@@ -125,6 +125,12 @@ def _on_linemarker(tok: Token) -> Token:
     return tok
 
 
+def _on_char(tok: Token) -> Token:
+    """Character literals are checked when lexed, as dtc's lexer does."""
+    _char(tok)
+    return tok
+
+
 def _on_include(tok: Token) -> Token:
     raise _Include(tok)
 
@@ -462,11 +468,11 @@ class _Builder(Transformer[Token, Any]):
         if len(elems) == 1:
             e = elems[0]
             if type(e) is tuple:
-                return LProp(str(name_tok), e[1], ctx.span(name_tok, semi), e[2], e[3],
+                return LProp(_pname(name_tok), e[1], ctx.span(name_tok, semi), e[2], e[3],
                              err_span=ctx.tspan(c[1]))
             if e.type == "STRING":
                 data = _string(e)
-                return LProp(str(name_tok), data, ctx.span(name_tok, semi), None,
+                return LProp(_pname(name_tok), data, ctx.span(name_tok, semi), None,
                              [Piece(0, len(data), PieceKind.STRING, ctx.tspan(e))],
                              err_span=ctx.tspan(c[1]))
         out = bytearray()
@@ -507,7 +513,7 @@ class _Builder(Transformer[Token, Any]):
                     pieces.append(Piece(off, 0, PieceKind.PATH, sp))
         if want_value:
             raise _syntax(semi)
-        return LProp(str(name_tok), bytes(out), ctx.span(name_tok, semi), markers, pieces,
+        return LProp(_pname(name_tok), bytes(out), ctx.span(name_tok, semi), markers, pieces,
                      err_span=ctx.tspan(c[1]))
 
     def prop_empty(self, c: list[Token]) -> LProp:
@@ -631,7 +637,8 @@ def _parser() -> Lark:
             parser="lalr",
             lexer="contextual",
             transformer=_Builder(),
-            lexer_callbacks={"INCLUDE": _on_include, "LINEMARKER": _on_linemarker},
+            lexer_callbacks={"INCLUDE": _on_include, "LINEMARKER": _on_linemarker,
+                             "CHAR": _on_char},
             _plugins={"ContextualLexer": _IncludeLexer},
             maybe_placeholders=False,
         )
