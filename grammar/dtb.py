@@ -333,6 +333,11 @@ def _node_name(blob: _Blob, at: int, parent_flat: bytes, flat: bytes, full_path:
                 at + 4, f"path {_quote(flat)} is not valid as a child of {_quote(parent_flat)}"
             )
         cut = len(parent_flat) + (0 if parent_flat == b"/" else 1)
+        if len(flat) < cut:
+            # dtc 1.6.1 reads beyond the end of the name here (undefined behaviour).
+            raise blob.err(
+                at + 4, f"path {_quote(flat)} is too short for a child of {_quote(parent_flat)}"
+            )
         raw = flat[cut:]
     bad = next((c for c in raw if c not in _NODECHARS), None)
     if bad is not None:

@@ -241,7 +241,14 @@ def test_fuzz_mutated_real_blobs(blob: bytes) -> None:
 @given(mutated())
 def test_accepts_exactly_what_dtc_accepts_and_writes_what_it_writes(blob: bytes) -> None:
     res = dtc(["-I", "dtb", "-O", "dtb"], blob)
-    tree = _outcome(blob)
+    try:
+        tree: Tree | None = read_dtb(blob, "fuzz.dtb")
+    except InputError as err:
+        # A pre-16 path shorter than its parent's makes dtc read past the string
+        # (undefined behaviour, it may print garbage or accept); we refuse it.
+        if "too short for a child" in err.message:
+            return
+        tree = None
     if res.returncode == 0:
         assert tree is not None, res.stderr
         assert write_dtb(tree) == res.stdout
