@@ -6,7 +6,8 @@ What is taken from the user's tree:
   never needs to know load addresses);
 * top-level nodes whose name QEMU's tree does not already have (so evtchn
   nodes outside /chosen can be tried); other top-level nodes and root
-  properties are QEMU's (the machine must stay the machine QEMU emulates).
+  properties are QEMU's (the machine must stay the machine QEMU emulates),
+  except root properties QEMU's root does not have (a root phandle, say).
 
 What the runner adds:
 * one `multiboot,kernel` module per `xen,domain` child of /chosen (and one
@@ -127,6 +128,31 @@ def _memory_kib(node: FdtNode) -> int:
     return int.from_bytes(raw, "big")
 
 
+def _with_kernel(children: list[FdtNode], addr: int, size: int, cells_a: int,
+                 cells_s: int) -> list[FdtNode]:
+    """CHILDREN with module nodes replaced by one kernel module at ADDR.
+
+    The user's first multiboot,kernel node is reused in place (its name, other
+    properties and sub-nodes stay, so evtchn nodes placed under a kernel module
+    are still tried); other module nodes (ramdisks, partial DTBs) are dropped.
+    """
+    reg = fdt.cells(addr, cells_a) + fdt.cells(size, cells_s)
+    compat = fdt.string_list("multiboot,kernel", "multiboot,module")
+    out: list[FdtNode] = []
+    placed = False
+    for c in children:
+        if not _is_module(c):
+            out.append(c)
+        elif not placed and "multiboot,kernel" in c.strings("compatible"):
+            c.set_prop("compatible", compat)
+            c.set_prop("reg", reg)
+            out.append(c)
+            placed = True
+    if not placed:
+        out.append(FdtNode(f"module@{addr:x}", [("compatible", compat), ("reg", reg)]))
+    return out
+
+
 def has_dom0_kernel(user: Fdt) -> bool:
     chosen = user.root.child("chosen")
     return chosen is not None and any(
@@ -156,6 +182,10 @@ def build(user: Fdt, qemu: Fdt, *, dom0: bool, source: str = "<input>",
     for key, value in uchosen.props:
         if key != "xen,xen-bootargs":
             qchosen.set_prop(key, value)
+    qprops = {k for k, _ in root.props}
+    for key, value in user.root.props:
+        if key not in qprops:  # e.g. a phandle on the root, to try a root-level endpoint
+            root.props.append((key, value))
     qnames = {c.name for c in root.children}
     for top in user.root.children:
         if top.name == "chosen":
@@ -167,19 +197,13 @@ def build(user: Fdt, qemu: Fdt, *, dom0: bool, source: str = "<input>",
 
     addr = MODULE_BASE
     index = 0
-    kept: list[FdtNode] = []
-    dom0_node: FdtNode | None = None
-    for child in uchosen.children:
-        if _is_module(child):
-            continue  # the runner writes its own module nodes
-        kept.append(child)
+    cells_a = _cells([root, qchosen], "#address-cells", 2)
+    cells_s = _cells([root, qchosen], "#size-cells", 1)
     if dom0:
-        cells_a = _cells([root, qchosen], "#address-cells", 2)
-        cells_s = _cells([root, qchosen], "#size-cells", 1)
-        dom0_node = FdtNode(f"module@{addr:x}", [
-            ("compatible", fdt.string_list("multiboot,kernel", "multiboot,module")),
-            ("reg", fdt.cells(addr, cells_a) + fdt.cells(module_size, cells_s)),
-        ])
+        kept = _with_kernel(uchosen.children, addr, module_size, cells_a, cells_s)
+    else:
+        kept = [c for c in uchosen.children if not _is_module(c)]
+    if dom0:
         plan.domains.append(DomainPlan(index, 0, "dom0", "/chosen", addr, "hwdom"))
         index += 1
         addr += MODULE_STRIDE
@@ -188,21 +212,15 @@ def build(user: Fdt, qemu: Fdt, *, dom0: bool, source: str = "<input>",
         if "xen,domain" not in child.strings("compatible"):
             continue
         domid += 1
-        child.children = [c for c in child.children if not _is_module(c)]
         cells_a = _cells([root, qchosen, child], "#address-cells", 2)
         cells_s = _cells([root, qchosen, child], "#size-cells", 1)
-        child.children.append(FdtNode(f"module@{addr:x}", [
-            ("compatible", fdt.string_list("multiboot,kernel", "multiboot,module")),
-            ("reg", fdt.cells(addr, cells_a) + fdt.cells(module_size, cells_s)),
-        ]))
+        child.children = _with_kernel(child.children, addr, module_size, cells_a, cells_s)
         tag = f"{index}:{child.name}"[:31]
         plan.domains.append(DomainPlan(index, domid, child.name, f"/chosen/{child.name}",
                                        addr, tag))
         index += 1
         addr += MODULE_STRIDE
     qchosen.children = [c for c in qchosen.children if not _is_module(c)]
-    if dom0_node is not None:
-        qchosen.children.append(dom0_node)
     qchosen.children.extend(kept)
 
     args = BASE_BOOTARGS

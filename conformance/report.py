@@ -11,6 +11,9 @@ Choices (documented in conformance/README.md):
 * `error` is the last line Xen printed before the panic banner, with the
   "(XEN) " prefix removed and nothing else changed: Xen's static-evtchn
   messages end "(Error -16) " with a trailing space, and so does `error`.
+  It is null when that line is one of Xen's unconditional domain-building
+  progress lines ("*** LOADING DOMU ...", "Loading d1 DTB to ...", ...): the
+  panic then came without an error line.
 * `node` is omitted: Xen does not print which DT node failed.
 * `static` is true for a port that is interdomain when the guest first runs:
   in a dom0less boot nothing but the static-evtchn code binds interdomain
@@ -33,6 +36,12 @@ _LINE_RE = re.compile(r"^(?:\(d(\d+)\) )?@evt (\w+)(.*)$")
 _KV_RE = re.compile(r"(\w+)=(\S+)")
 _STARS_RE = re.compile(r"^\(XEN\) \*{20,}\s*$")
 _PANIC_RE = re.compile(r"^\(XEN\) Panic on CPU \d+:\s*$")
+# Lines Xen prints unconditionally while building domains: a panic right after
+# one of them came without an error line of its own.
+_PROGRESS_RE = re.compile(
+    r"^(\*\*\* LOADING |Loading |Allocating |d\d+ BANK\[|BANK\[|d\d+: extended region|"
+    r"Xen dom0less mode detected|Initial low memory virq threshold|Std\. Loglevel|"
+    r"Guest Loglevel|\*\*\* Serial input|Freed \d+kB init memory)")
 
 
 @dataclass(slots=True)
@@ -125,7 +134,7 @@ def panic_of(console: list[str]) -> tuple[str, str | None] | None:
             j -= 1
         while j >= 0 and (not console[j].startswith("(XEN) ") or not console[j][6:].strip()):
             j -= 1  # guest lines and Xen's blank line before the banner are not the error
-        if j >= 0:
+        if j >= 0 and not _PROGRESS_RE.match(console[j][len("(XEN) "):]):
             error = console[j][len("(XEN) "):]
         return "\n".join(t.rstrip() for t in text).strip(), error
     return None
