@@ -10,8 +10,9 @@ that makes event channels:
      4.21+ allocates it after all domUs (initialize_domU_xenstore);
   3. alloc_static_evtchn: for each /chosen child C (in tree order), C itself if
      a hardware domain exists, then each child of C: alloc_domain_evtchn(node).
-     A seed-dialect node (a /chosen child) is carried out at C's turn with the
-     same primitives (allocate on A, bind on B).
+     With --dialect seed, a seed node (a /chosen child) is carried out at C's turn
+     with the same primitives (allocate on A, bind on B); otherwise (auto, xen) it is
+     skipped exactly as Xen 4.17 skips it, so `boot` matches the real hypervisor.
 
 Every failure Xen turns into a panic is a `Failure` with the exact error line
 (XENLOG_ERR, trailing space included) and panic text. With `keep_going=True` the
@@ -118,8 +119,7 @@ class BootResult:
         if self.failure is not None:
             f = self.failure
             return {"format": 1, "outcome": "panic", "error": f.error, "panic": f.panic,
-                    "node": f.node, "rule": f.rule, "xen": self.config.profile.name,
-                    "dialect": self.config.dialects_used}
+                    "node": f.node, "rule": f.rule, "dialect": self.config.dialects_used}
         doms: dict[str, Any] = {}
         for spec in self.domains:
             d = self.state.domains.get(spec.domid)
@@ -138,7 +138,7 @@ class BootResult:
                 ports.append(entry)
             doms[str(spec.domid)] = {"name": spec.name, "ports": ports}
         return {"format": 1, "outcome": "booted", "domains": doms,
-                "xen": self.config.profile.name, "dialect": self.config.dialects_used}
+                "dialect": self.config.dialects_used}
 
 
 class _Panic(Exception):
@@ -336,7 +336,7 @@ class _Boot:
         hw = self.hwdom is not None
         for child in chosen.children.values():
             ep = cfg.endpoint_of.get(id(child))
-            if ep is not None and ep.dialect is Dialect.SEED:
+            if ep is not None and ep.dialect is Dialect.SEED and cfg.dialect_mode == "seed":
                 self.seed_evtchn(ep)
             elif hw:
                 self.alloc_domain_evtchn(child)
@@ -371,7 +371,7 @@ class _Boot:
             self.res.walked.add(id(node))
         if not has_compat(node, COMPAT_V1):
             return
-        if ep is not None and ep.dialect is Dialect.SEED:
+        if ep is not None and ep.dialect is Dialect.SEED and self.cfg.dialect_mode == "seed":
             return  # --dialect seed: only seed nodes make channels
         if id(node) in self.created:
             return

@@ -124,7 +124,15 @@ def _endpoints(cfg: Config, res: BootResult, out: _Collector) -> None:
                             "seed binding reads 4 cells and ignores the rest",
                             [prop_loc(node, ep.prop, 16)], "remove the extra cells", d)
                 continue
-            if ep.v1 and not ep.seed_compat:
+            if cfg.dialect_mode != "seed":
+                out.add(R.SEED_UNMERGED,
+                        f"{node.path} is written in the seed dialect (<port-A &domA port-B "
+                        "&domB>, decided per node by --dialect auto); Xen 4.17 never merged "
+                        "it and skips the node, so this channel is not made",
+                        [prop_loc(node, ep.prop), *_seed_domain_locs(cfg, ep)],
+                        "rewrite it as two xen,evtchn-v1 sub-nodes of the domain nodes "
+                        "(<PORT &peer>), or model the seed design with --dialect seed", d)
+            elif ep.v1 and not ep.seed_compat:
                 out.add(R.SEED_IGNORED,
                         f'{node.path} is an "xen,evtchn-v1" node, which the seed binding '
                         "does not read (--dialect seed)", [loc(node)],
@@ -177,6 +185,15 @@ def _endpoints(cfg: Config, res: BootResult, out: _Collector) -> None:
                     f"Xen never visits {node.path} ({_why_not_walked(cfg, res, ep)}), and no "
                     "visited node names it: no channel is made from it", [loc(node)],
                     _placement_hint(cfg, ep), d)
+
+
+def _seed_domain_locs(cfg: Config, ep: Endpoint) -> list[Loc]:
+    out = []
+    for ph in ep.cells[1:4:2]:
+        n = cfg.find_by_phandle(ph)
+        if n is not None:
+            out.append(loc(n))
+    return out
 
 
 def _compat_loc(ep: Endpoint) -> Loc:

@@ -30,7 +30,7 @@ from .xen_state import DOM0_MAX_EVTCHN_PORT, DOMU_MAX_EVTCHN_PORT
 COMPAT_V1 = "xen,evtchn-v1"
 COMPAT_SEED = "xen,evtchn"
 COMPAT_DOMAIN = "xen,domain"
-DOM0_NAME = "Domain-0"
+DOM0_NAME = "dom0"
 
 # 4.21+ `capabilities` bits (xen/include/public/bootfdt.h).
 DOMAIN_CAPS_CONTROL = 1 << 0

@@ -74,6 +74,9 @@ XEN_DUP_PHANDLE = _r("XEN-DUP-PHANDLE", "warning",
                      "two nodes share a phandle; Xen uses the first in tree order")
 
 # -- the seed design ---------------------------------------------------------------
+SEED_UNMERGED = _r("SEED-UNMERGED", "error",
+                   "a seed-dialect node: Xen 4.17 skips it, so its channel is never made "
+                   "(--dialect seed boots it as designed)")
 SEED_PROP = _r("SEED-PROP", "error", "seed `xen,evtchn` missing or shorter than 4 cells")
 SEED_PROP_EXTRA = _r("SEED-PROP-EXTRA", "warning", "seed `xen,evtchn` longer than 4 cells")
 SEED_DOMAIN = _r("SEED-DOMAIN", "error",

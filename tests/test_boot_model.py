@@ -11,7 +11,6 @@ from __future__ import annotations
 import struct
 
 import pytest
-
 from evtchn_spec.config import Config, Dialect, xen_profile
 from evtchn_spec.grammar.errors import Span
 from evtchn_spec.grammar.tree import Node, Property, Tree

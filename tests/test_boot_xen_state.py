@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-from hypothesis import given, settings
-from hypothesis import strategies as st
-
 from evtchn_spec.xen_state import (
     DOM0_MAX_EVTCHN_PORT,
     DOMU_MAX_EVTCHN_PORT,
@@ -19,6 +16,8 @@ from evtchn_spec.xen_state import (
     Domain,
     XenState,
 )
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 
 def _two() -> XenState:

@@ -4,15 +4,14 @@ keep-going boot's first failure is the panic of the real boot."""
 
 from __future__ import annotations
 
-from hypothesis import HealthCheck, given, settings
-from hypothesis import strategies as st
-from test_boot_model import System, cells, strings
-
 from evtchn_spec import rules as R
 from evtchn_spec.boot import boot
 from evtchn_spec.check import check
 from evtchn_spec.config import Dialect
 from evtchn_spec.grammar.tree import Node
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from test_boot_model import System, cells, strings
 
 PORTS = st.one_of(st.sampled_from([0, 1, 2, 3, 63, 64, 1023, 1024, 4095, 4096]),
                   st.integers(min_value=1, max_value=40))

@@ -8,12 +8,11 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from test_boot_model import System, cells, strings
-
 from evtchn_spec import rules as R
 from evtchn_spec.check import CheckResult, check
 from evtchn_spec.grammar.tree import Node
 from evtchn_spec.policy import Policy
+from test_boot_model import System, cells, strings
 
 Case = Callable[[bool], tuple[System, list[Node], dict[str, str]]]
 CASES: dict[str, Case] = {}
@@ -33,7 +32,7 @@ def two(dom0: bool = False, **kw: object) -> tuple[System, Node, Node]:
 
 @case(R.DOM_MODULE_REG)
 def _module_reg(bad: bool) -> tuple[System, list[Node], dict[str, str]]:
-    s, a, _ = two()
+    s, _a, _ = two()
     m = s.node(s.chosen, "module@9")
     s.prop(m, "compatible", strings("multiboot,ramdisk", "multiboot,module"))
     if not bad:
@@ -97,7 +96,7 @@ def _caps(bad: bool) -> tuple[System, list[Node], dict[str, str]]:
 def _compat(bad: bool) -> tuple[System, list[Node], dict[str, str]]:
     s, a, b = two()
     c = "xen,evtchn" if bad else "xen,evtchn-v1"
-    x, y = s.pair(a, 5, b, 6, compat_a=c, compat_b=c)
+    x, _y = s.pair(a, 5, b, 6, compat_a=c, compat_b=c)
     return s, [x], {}
 
 
@@ -106,7 +105,7 @@ def _not_walked(bad: bool) -> tuple[System, list[Node], dict[str, str]]:
     s, a, b = two(dom0=True)
     ga = s.node(a, "group") if bad else a
     gb = s.node(b, "group") if bad else b
-    x, y = s.pair(ga, 5, gb, 6)
+    x, _y = s.pair(ga, 5, gb, 6)
     return s, [x], {}
 
 
@@ -120,7 +119,7 @@ def _one_sided(bad: bool) -> tuple[System, list[Node], dict[str, str]]:
 @case(R.XEN_SEED_MIX)
 def _seed_mix(bad: bool) -> tuple[System, list[Node], dict[str, str]]:
     s, a, b = two()
-    x, y = s.pair(a, 5, b, 6, compat_b="xen,evtchn" if bad else "xen,evtchn-v1")
+    _x, y = s.pair(a, 5, b, 6, compat_b="xen,evtchn" if bad else "xen,evtchn-v1")
     return s, [y], {}
 
 
@@ -136,7 +135,7 @@ def _prop_missing(bad: bool) -> tuple[System, list[Node], dict[str, str]]:
 @case(R.XEN_PROP_SHORT)
 def _prop_short(bad: bool) -> tuple[System, list[Node], dict[str, str]]:
     s, a, b = two()
-    x, y = s.pair(a, 5, b, 6)
+    x, _y = s.pair(a, 5, b, 6)
     if bad:
         s.prop(x, "xen,evtchn", cells(5)[:3])
     return s, [x], {}
@@ -154,7 +153,7 @@ def _prop_extra(bad: bool) -> tuple[System, list[Node], dict[str, str]]:
 @case(R.XEN_PEER_UNKNOWN)
 def _peer_unknown(bad: bool) -> tuple[System, list[Node], dict[str, str]]:
     s, a, b = two()
-    x, y = s.pair(a, 5, b, 6)
+    x, _y = s.pair(a, 5, b, 6)
     if bad:
         s.set_link(x, 5, 0x4242)
     return s, [x], {}
@@ -163,7 +162,7 @@ def _peer_unknown(bad: bool) -> tuple[System, list[Node], dict[str, str]]:
 @case(R.XEN_PEER_ASYMMETRIC)
 def _asym(bad: bool) -> tuple[System, list[Node], dict[str, str]]:
     s, a, b = two()
-    x, y = s.pair(a, 5, b, 6)
+    x, _y = s.pair(a, 5, b, 6)
     z = s.evtchn(b, "evtchn@99")
     s.set_link(z, 9, x if bad else z)  # z points at x, which points at y
     if not bad:
@@ -233,7 +232,7 @@ def _phandle_zero(bad: bool) -> tuple[System, list[Node], dict[str, str]]:
 @case(R.XEN_DUP_PHANDLE)
 def _dup_phandle(bad: bool) -> tuple[System, list[Node], dict[str, str]]:
     s, a, b = two()
-    x, y = s.pair(a, 5, b, 6)
+    x, _y = s.pair(a, 5, b, 6)
     other = s.node(b, "shadow")
     s.prop(other, "phandle", cells(s.phandle(x) if bad else 0x5555))
     return s, [x, other], {}
@@ -259,7 +258,14 @@ def _seed_extra(bad: bool) -> tuple[System, list[Node], dict[str, str]]:
     s, a, b = two()
     v = cells(5, s.phandle(a), 6, s.phandle(b), *([1] if bad else []))
     n = _seed_node(s, s.chosen, v)
-    return s, [n], {}
+    return s, [n], {"dialect": "seed"}
+
+
+@case(R.SEED_UNMERGED)
+def _seed_unmerged(bad: bool) -> tuple[System, list[Node], dict[str, str]]:
+    s, a, b = two()
+    n = _seed_node(s, s.chosen, cells(5, s.phandle(a), 6, s.phandle(b)))
+    return s, [n, a, b], {"dialect": "auto" if bad else "seed"}
 
 
 @case(R.SEED_DOMAIN)
@@ -297,7 +303,7 @@ def _range(bad: bool) -> tuple[System, list[Node], dict[str, str]]:
 @case(R.EVT_PORT_BUSY)
 def _busy(bad: bool) -> tuple[System, list[Node], dict[str, str]]:
     s, a, b = two()
-    x, y = s.pair(a, 5, b, 6)
+    _x, _y = s.pair(a, 5, b, 6)
     z, w = s.pair(a, 7, b, 6 if bad else 8)
     return s, [w, z], {}
 
@@ -326,7 +332,7 @@ def _dynamic(bad: bool) -> tuple[System, list[Node], dict[str, str]]:
 @case(R.EVT_PORT_SPARSE)
 def _sparse(bad: bool) -> tuple[System, list[Node], dict[str, str]]:
     s, a, b = two()
-    x, y = s.pair(a, 700 if bad else 7, b, 6)
+    x, _y = s.pair(a, 700 if bad else 7, b, 6)
     return s, [x], {}
 
 
@@ -405,7 +411,7 @@ def test_all_findings_are_reported_not_just_the_first() -> None:
 
 
 def test_strict_turns_warnings_into_errors() -> None:
-    s, a, b = two()
+    s, a, _b = two()
     s.pair(a, 4, a, 6)
     assert check(s.config()).verdict() == "ok"
     res = check(s.config(), strict=True)
