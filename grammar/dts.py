@@ -28,6 +28,7 @@ from .resolve import MK_LABEL, MK_PATH, MK_PHANDLE, LNode, LProp, Marker, Resolv
 from .tree import MemReserve, Piece, PieceKind, Tree
 
 MAX_INCLUDE_DEPTH = 200  # dtc's MAX_SRCFILE_DEPTH
+_FREEZE_BYTES = 1 << 20  # inputs above this leave their tree in gc's permanent generation
 M64 = (1 << 64) - 1
 _SPACE = " \t\n\v\f\r"
 _ESC = {"a": 7, "b": 8, "t": 9, "n": 10, "v": 11, "f": 12, "r": 13}
@@ -235,22 +236,24 @@ def _unescape(text: str, i: int, end: int, at: Span | None) -> bytes:
 
 
 def _number(tok: Token) -> int:
+    """dtc's strtoull(text, 0) with its checks: octal after a leading 0, 64-bit range."""
     s = str(tok)
     body = s.rstrip("UL")
-    try:
-        if body[0] != "0" or len(body) == 1:
-            v = int(body, 10)
-        elif body[1] in "xX":
-            v = int(body[2:], 16)
-        else:
-            bad = next((k for k, ch in enumerate(body) if ch not in "01234567"), None)
-            if bad is not None:
-                raise InputError(_ctx().tspan(tok), f"Bad integer literal '{s}'")
-            v = int(body, 8)
-    except ValueError:  # pragma: no cover - the token regex admits only digits
-        raise InputError(_ctx().tspan(tok), f"Bad integer literal '{s}'") from None
+    shown = s if len(s) <= 40 else s[:37] + "..."
+    if body[0] != "0" or len(body) == 1:
+        digits, base = body, 10
+    elif body[1] in "xX":
+        digits, base = body[2:], 16
+    else:
+        if any(ch not in "01234567" for ch in body):
+            raise InputError(_ctx().tspan(tok), f"Bad integer literal '{shown}'")
+        digits, base = body, 8
+    digits = digits.lstrip("0") or "0"
+    if len(digits) > 64:  # far beyond 2**64 in any base; keeps int() off huge strings
+        raise InputError(_ctx().tspan(tok), f"Integer literal '{shown}' out of range")
+    v = int(digits, base)
     if v > M64:
-        raise InputError(_ctx().tspan(tok), f"Integer literal '{s}' out of range")
+        raise InputError(_ctx().tspan(tok), f"Integer literal '{shown}' out of range")
     return v
 
 
@@ -391,10 +394,10 @@ class _Builder(Transformer[Token, Any]):
             bits = _number(c[1])
             if bits not in (8, 16, 32, 64):
                 raise InputError(ctx.tspan(c[1]), "Array elements must be 8, 16, 32 or 64-bits")
-            elems = c[3:-1]
+            elems = c[3] if len(c) == 5 else ()
         else:
             bits = 32
-            elems = c[1:-1]
+            elems = c[1] if len(c) == 3 else ()
         size = bits // 8
         mask = (1 << bits) - 1
         out = bytearray()
@@ -459,12 +462,35 @@ class _Builder(Transformer[Token, Any]):
             data = data[off : off + ln]
         return "i", data, [], [Piece(0, len(data), PieceKind.BYTES, at)], kw, c[-1]
 
+    # ---- lists (explicit left recursion: cheaper than lark's star helpers) ----
+    def list_first(self, c: list[Any]) -> list[Any]:
+        return c
+
+    def list_more(self, c: list[Any]) -> list[Any]:
+        lst: list[Any] = c[0]
+        lst.append(c[1])
+        return lst
+
     # ---- properties ----
+    def prop_string(self, c: list[Token]) -> LProp:
+        ctx = _ctx()
+        e = c[2]
+        data = _string(e)
+        return LProp(_pname(c[0]), data, ctx.span(c[0], c[3]), None,
+                     [Piece(0, len(data), PieceKind.STRING, ctx.tspan(e))],
+                     err_span=ctx.tspan(c[1]))
+
+    def prop_cells(self, c: list[Any]) -> LProp:
+        ctx = _ctx()
+        e = c[2]
+        return LProp(_pname(c[0]), e[1], ctx.span(c[0], c[3]), e[2], e[3],
+                     err_span=ctx.tspan(c[1]))
+
     def prop_assign(self, c: list[Any]) -> LProp:
         ctx = _ctx()
         name_tok: Token = c[0]
         semi: Token = c[-1]
-        elems = c[2:-1]
+        elems = c[2]
         if len(elems) == 1:
             e = elems[0]
             if type(e) is tuple:
@@ -530,7 +556,7 @@ class _Builder(Transformer[Token, Any]):
         ctx = _ctx()
         node = LNode("", ctx.span(c[0], c[-1]))
         seen_child = False
-        for it in c[1:-2]:
+        for it in (c[1] if len(c) == 4 else ()):
             if type(it) is LProp:
                 if seen_child:
                     raise InputError(it.span, "Properties must precede subnodes")
@@ -675,7 +701,13 @@ def parse_dts(
             parser.parse(text)
             if resolver.root is None:  # pragma: no cover - the grammar requires a root
                 raise InputError(Span(name, 1, 1), "no root node")
-            return resolver.finish()
+            tree = resolver.finish()
+            if len(data) > _FREEZE_BYTES:
+                # Millions of live objects: without this, every later full collection
+                # (and the one at exit) rescans them all, which costs more than the
+                # parse itself on 100k-channel trees. gc.unfreeze() undoes it.
+                gc.freeze()
+            return tree
         except UnexpectedToken as e:
             raise _token_error(e) from None
         except UnexpectedInput as e:
