@@ -58,6 +58,13 @@ def test_symbols_option_matches_dtc_at(tmp_path: Path,
     assert capsysbinary.readouterr().out == dtc(["-I", "dts", "-O", "dtb"], LABELLED).stdout
 
 
+def test_symbols_option_on_a_dtb_is_a_no_op_as_in_dtc(
+        sample_dtb: Path, capsysbinary: pytest.CaptureFixture[bytes]) -> None:
+    assert main(["dump", "-@", str(sample_dtb), "--format", "dtb"]) == 0
+    out = capsysbinary.readouterr().out
+    assert out == dtc(["-@", "-I", "dtb", "-O", "dtb"], sample_dtb.read_bytes()).stdout
+
+
 def test_refuses_to_overwrite_the_input(sample_dtb: Path,
                                         capsys: pytest.CaptureFixture[str]) -> None:
     before = sample_dtb.read_bytes()
