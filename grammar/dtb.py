@@ -2,7 +2,7 @@
 
 Why our own code rather than pylibfdt: we need dtc's exact output layout (its string
 table reuses any earlier string that ends with the new name), positions in every
-error message, and one clean `InputError` for any hostile blob; see grammar/README.
+error message, and one clean `InputError` for any hostile blob (the README says more).
 
 Writer layout (what `dtc -O dtb` emits, version 17, no padding options):
 40-byte header, memory reservation block at offset 40 (entries + one zero entry),
