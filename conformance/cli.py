@@ -114,7 +114,9 @@ def cmd_xen(args: argparse.Namespace) -> int:
 
 def reference_boot(args: argparse.Namespace) -> tuple[dict[str, Any] | None, str | None]:
     """The reference `boot` JSON for the same input, through the stable CLI contract."""
-    cmd = [sys.executable, "-m", "evtchn_spec.cli", "boot", args.file, "--format", "json"]
+    # Real Xen knows only its own dialect, so the reference is asked for that one.
+    cmd = [sys.executable, "-m", "evtchn_spec.cli", "boot", args.file, "--format", "json",
+           "--dialect", "xen", "--xen", args.xen_version]
     if args.cpp:
         cmd.append("--cpp")
     for d in args.include_dirs:

@@ -3,7 +3,7 @@
 Only the contract of ARCHITECTURE.md is compared: outcome; for a panic the
 error line and panic text (and `node` only when both sides give one, since
 Xen never prints it); for a boot every domain's port list.  Extra keys (such as
-the runner's "xen" section) are ignored.  Domain names are compared too.
+the runner's "observed" section) are ignored.  Domain names are compared too.
 """
 
 from __future__ import annotations

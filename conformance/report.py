@@ -198,5 +198,5 @@ def boot_json(console: list[str], plan: BootPlan, reason: str, *,
                      "valid_ports": g.valid.get(0), "upcall_pending": g.upcall.get(0),
                      "pending_sel": g.selector.get(0), "shared_info_rc": g.shinfo_rc}
             for d, g in sorted(guests.items())}
-    result["xen"] = observed
+    result["observed"] = observed
     return result
