@@ -16,6 +16,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from ..grammar.errors import InputError
 from . import dtbuild, fdt, qemu, report, trace
 from .tools import Tools, find_tools
 
@@ -53,8 +54,14 @@ def main(argv: list[str] | None = None) -> int:
     wanted = set(args)
     tools = find_tools()
     cases = sorted(p for p in folder.glob("*.dts") if not wanted or p.stem in wanted)
+    failed = 0
     for dts in cases:
-        boot, run = run_case(tools, dts)
+        try:
+            boot, run = run_case(tools, dts)
+        except InputError as exc:
+            print(f"{dts.stem}: not recorded: {exc}", flush=True)
+            failed += 1
+            continue
         dts.with_suffix(".json").write_text(dump(boot))
         line = f"{dts.stem}: {boot['outcome']}"
         if boot["outcome"] == "panic":
@@ -63,7 +70,7 @@ def main(argv: list[str] | None = None) -> int:
             dts.with_name(dts.stem + ".run.json").write_text(dump(run))
             line += f", trace of {len(run['calls'])} calls"
         print(line, flush=True)
-    return 0
+    return 1 if failed else 0
 
 
 if __name__ == "__main__":
