@@ -18,7 +18,7 @@ import json
 from typing import Any
 
 from .errors import InputError
-from .tree import Node, PieceKind, Property, Tree
+from .tree import Node, PieceKind, Property, RefKind, Tree
 
 JSON_FORMAT = 1
 
@@ -72,10 +72,17 @@ def _quote(raw: bytes) -> str:
     return "".join(out)
 
 
-def _cells(raw: bytes, size: int) -> str:
-    vals = " ".join(
-        f"0x{int.from_bytes(raw[i : i + size], 'big'):x}" for i in range(0, len(raw), size)
-    )
+def _cells(raw: bytes, size: int, notes: dict[int, str] | None = None) -> str:
+    """`<...>` (with `/bits/` when not 32-bit); `notes` maps a byte offset in `raw`
+    to a comment written after that cell (the `&label` a phandle came from)."""
+    items = []
+    for i in range(0, len(raw), size):
+        item = f"0x{int.from_bytes(raw[i : i + size], 'big'):x}"
+        note = notes.get(i) if notes else None
+        if note is not None:
+            item += f" /* {note} */"
+        items.append(item)
+    vals = " ".join(items)
     prefix = "" if size == 4 else f"/bits/ {size * 8} "
     return f"{prefix}<{vals}>"
 
@@ -126,7 +133,12 @@ def _from_pieces(prop: Property) -> str | None:
                 j += 1
             if end > len(value):
                 return None
-            parts.append(_cells(value[pos:end], p.size))
+            notes = {
+                r.offset - pos: "&" + (f"{{{r.target}}}" if r.is_path_target else r.target)
+                for r in prop.refs
+                if r.kind is RefKind.PHANDLE and pos <= r.offset < end and "*/" not in r.target
+            }
+            parts.append(_cells(value[pos:end], p.size, notes))
             pos, i = end, j
             continue
         raw = value[pos : pos + p.size]

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import os
+import tempfile
+from pathlib import Path
 
+from evtchn_spec.grammar import load
 from evtchn_spec.grammar.dtb import read_dtb, write_dtb
 from evtchn_spec.grammar.dump import dtc_guessed_boot_cpuid, to_dts
 from evtchn_spec.grammar.errors import InputError
@@ -14,6 +17,13 @@ from test_dtb_writer import SAMPLE_DTS, SPAN, dtc, trees
 
 DTC_EXAMPLES = int(os.environ.get("EVTCHN_SPEC_DTC_EXAMPLES", "60"))
 labels = st.from_regex(r"[a-zA-Z_][a-zA-Z0-9_]{0,10}", fullmatch=True)
+
+
+def load_dts(src: bytes) -> Tree:
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "in.dts"
+        path.write_bytes(src)
+        return load(path)
 
 
 def compile_dts(tree: Tree, text: str) -> bytes:
@@ -84,6 +94,15 @@ def test_pieces_give_the_source_shape() -> None:
     # Pieces that do not tile the value: fall back to dtc's guess.
     assert _prop(b"\0\0\0\1\0\0\0\2", (0, 4, c)) == "p = <0x1 0x2>;"
     assert _prop(b"ab\0", (0, 3, c)) == 'p = "ab";'
+
+
+def test_phandle_cells_name_their_label_in_a_comment() -> None:
+    src = b"/dts-v1/; / { a: x { }; y { p = <1 &a>, &a; q = <&{/x}>; }; };"
+    tree = load_dts(src)
+    text = to_dts(tree)
+    assert "p = <0x1 0x1 /* &a */>, \"/x\";" in text
+    assert "q = <0x1 /* &{/x} */>;" in text
+    assert compile_dts(tree, text) == dtc(["-I", "dts", "-O", "dtb"], src).stdout
 
 
 def test_guess_matches_dtc_decompiler_shapes() -> None:
