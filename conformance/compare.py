@@ -60,3 +60,23 @@ def _domid_key(domid: str) -> tuple[int, str]:
 
 def _brief(port: dict[str, Any]) -> str:
     return " ".join(f"{f}={port[f]}" for f in PORT_FIELDS if f in port)
+
+
+def run_differences(xen: dict[str, Any], ref: dict[str, Any]) -> list[str]:
+    """Differences between two `run` documents: initial state, each call's rc, final state.
+
+    `changes` are not compared field by field (their exact shape is the
+    reference's business); the states before and after every call are.
+    """
+    out = [f"initial: {d}" for d in differences(xen.get("initial", {}), ref.get("initial", {}))]
+    xc, rc = xen.get("calls", []), ref.get("calls", [])
+    if len(xc) != len(rc):
+        out.append(f"calls: xen has {len(xc)}, reference has {len(rc)}")
+    for i, (a, b) in enumerate(zip(xc, rc, strict=False)):
+        if a.get("rc") != b.get("rc"):
+            out.append(f"call {i} ({a.get('op')} by d{a.get('caller')}): rc xen={a.get('rc')!r} "
+                       f"reference={b.get('rc')!r}")
+    xf = dict(xen.get("final", {}), outcome="booted")
+    rf = dict(ref.get("final", {}), outcome="booted")
+    out.extend(f"final: {d}" for d in differences(xf, rf))
+    return out

@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 from evtchn_spec.conformance import cli, dtbuild, fdt, qemu, report, trace
-from evtchn_spec.conformance.compare import PORT_FIELDS, differences
+from evtchn_spec.conformance.compare import PORT_FIELDS, differences, run_differences
 from evtchn_spec.conformance.tools import ToolsMissing, find_tools
 from evtchn_spec.grammar.errors import InputError
 from hypothesis import given, settings
@@ -362,3 +362,18 @@ def test_only_xen_417_is_bootable() -> None:
         rc = cli.main([str(DATA / "pair-basic.dts"), "--xen", "4.19"])
     assert rc == 2
     assert "4.17" in err.getvalue()
+
+
+def test_run_differences() -> None:
+    boot = {"format": 1, "outcome": "booted", "domains": {"1": {"name": "a", "ports": [
+        {"port": 1, "status": "interdomain", "remote_dom": 1, "remote_port": 2, "static": True,
+         "pending": False, "masked": False}]}}}
+    run = {"initial": boot, "calls": [{"caller": 1, "op": "send", "args": {"port": 1}, "rc": 0}],
+           "final": copy.deepcopy(boot)}
+    assert run_differences(run, copy.deepcopy(run)) == []
+    other = copy.deepcopy(run)
+    other["calls"][0]["rc"] = -22
+    other["final"]["domains"]["1"]["ports"][0]["pending"] = True
+    diffs = run_differences(run, other)
+    assert len(diffs) == 2
+    assert diffs[0].startswith("call 0") and diffs[1].startswith("final:")
