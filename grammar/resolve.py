@@ -335,40 +335,20 @@ class Resolver:
         self.register_subtree(frag)
 
     def merge(self, old: LNode, new: LNode) -> None:
-        """dtc's merge_nodes, with an explicit stack instead of recursion."""
-        stack = [(old, new)]
+        """dtc's merge_nodes, with an explicit stack of frames instead of recursion.
+
+        Children are handled strictly in order and a colliding child is merged
+        completely before the next sibling is looked at (a later `/delete-node/` of
+        the same name must see the merged node, as in dtc).
+        """
+        self._merge_head(old, new)
+        stack: list[tuple[LNode, LNode, int]] = [(old, new, 0)]
         while stack:
-            old, new = stack.pop()
-            old.other_spans.append(new.span)
-            old.deleted = False
-            for lab in reversed(list(new.labels)):
-                add_label(old.labels, lab)
-                self.note_label(old, lab)
-            for np in new.props:
-                if np.deleted:
-                    op = old.pbyname.get(np.name)
-                    if op is None and old.dup:
-                        op = next((q for q in old.props if q.name == np.name), None)
-                    if op is not None:
-                        op.deleted = True
-                        for k in op.labels:
-                            op.labels[k] = True
-                    continue
-                op = old.pbyname.get(np.name)
-                if op is not None:
-                    for lab in reversed(list(np.labels)):
-                        add_label(op.labels, lab)
-                    op.data = np.data
-                    op.markers = np.markers
-                    op.pieces = np.pieces
-                    op.deleted = False
-                    op.span = np.span
-                else:
-                    old.add_prop(np)
-            # children are merged after this node's properties; push in reverse so the
-            # first child is merged first (order matters only for label bookkeeping)
-            pending: list[tuple[LNode, LNode]] = []
-            for nc in new.children:
+            old, new, i = stack.pop()
+            kids = new.children
+            while i < len(kids):
+                nc = kids[i]
+                i += 1
                 if nc.deleted:
                     oc = old.cbyname.get(nc.name)
                     if oc is not None:
@@ -376,11 +356,39 @@ class Resolver:
                     continue
                 oc = old.cbyname.get(nc.name)
                 if oc is not None:
-                    pending.append((oc, nc))
-                else:
-                    old.add_child(nc)
-                    self.register_subtree(nc)
-            stack.extend(reversed(pending))
+                    stack.append((old, new, i))
+                    self._merge_head(oc, nc)
+                    stack.append((oc, nc, 0))
+                    break
+                old.add_child(nc)
+                self.register_subtree(nc)
+
+    def _merge_head(self, old: LNode, new: LNode) -> None:
+        """The part of merge_nodes before the children: labels, then properties."""
+        old.other_spans.append(new.span)
+        old.deleted = False
+        for lab in reversed(list(new.labels)):
+            add_label(old.labels, lab)
+            self.note_label(old, lab)
+        for np in new.props:
+            if np.deleted:
+                op = old.pbyname.get(np.name)
+                if op is not None:
+                    op.deleted = True
+                    for k in op.labels:
+                        op.labels[k] = True
+                continue
+            op = old.pbyname.get(np.name)
+            if op is not None:
+                for lab in reversed(list(np.labels)):
+                    add_label(op.labels, lab)
+                op.data = np.data
+                op.markers = np.markers
+                op.pieces = np.pieces
+                op.deleted = False
+                op.span = np.span
+            else:
+                old.add_prop(np)
 
     # ---------------- checks and output ----------------
     def finish(self) -> Tree:
@@ -424,6 +432,10 @@ class Resolver:
                             fails[1] = _Fail(pseen[p.name].span, "Duplicate property name")
                             break
                         pseen[p.name] = p
+            parent = node.parent
+            if parent is not None and parent.get_prop(node.name) is not None:
+                self.warnings.append(Diagnostic(
+                    node.span, f"{node.fullpath()}: node name and property name conflict"))
             if fails[2] is None:
                 bad = next((ch for ch in node.name if ch not in NODECHARS), None)
                 if bad is not None:
@@ -443,11 +455,13 @@ class Resolver:
                 d = namep.data
                 if not d or d[-1] != 0 or 0 in d[:-1]:
                     fails[5] = _Fail(namep.span, "property is not a string")
-            first = next((p for p in node.props if p.name == "name"), None) if namep else None
+            # dtc looks at the first "name" in the list even when it is deleted
+            first = node.pbyname.get("name")
             if first is not None and fails[6] is None:
                 base = node.name.split("@", 1)[0].encode("latin-1")
                 if len(first.data) != len(base) + 1 or first.data[: len(base)] != base:
-                    shown = first.data.split(b"\0", 1)[0].decode("latin-1")
+                    shown = (first.data.split(b"\0", 1)[0].decode("latin-1") if first.data
+                             else "(null)")
                     fails[6] = _Fail(
                         node.span,
                         f'"name" property is incorrect ("{shown}" instead of base node name)',

@@ -260,3 +260,12 @@ def test_phandles_follow_dtc_order_and_skip_explicit_values() -> None:
     a = tree.find("/a")
     assert a is not None and list(a.properties) == ["phandle"]
     assert tree.phandles[3] is tree.find("/a")
+
+
+def test_dtc_warnings_we_replicate_are_diagnostics_not_errors() -> None:
+    src = b"/dts-v1/;\n/ { a = <1>; a { }; l: b { }; };\n&l { };\n"
+    tree = parse_dts(src, "w.dts", symbols=True)
+    assert [str(w) for w in tree.warnings] == [
+        "w.dts:2:14: warning: /a: node name and property name conflict"]
+    symbols = tree.find("/__symbols__")
+    assert symbols is not None and symbols.properties["l"].value == b"/b\0"

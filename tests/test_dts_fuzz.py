@@ -8,6 +8,7 @@
 
 from __future__ import annotations
 
+import random
 import shutil
 import subprocess
 from pathlib import Path
@@ -95,6 +96,98 @@ def test_mutated_cases_agree_with_dtc(which: int, ops: list[tuple[str, float, fl
         assert write_dtb(got) == ref.stdout, data
     else:
         assert isinstance(got, InputError), f"dtc rejects: {ref.stderr!r}\n{data!r}"
+
+
+# ---- a generator of small trees that stress merging, deletion, labels and references ----
+NAMES = ["a", "b", "a@1", "c", "d@2"]
+REFS = ["r1", "r2", "r3", "r1", "r2", "r3", "n1"]  # r* always exist, n1 only sometimes
+NLABELS = ["n1", "n2", "n3", "n4", "n5", "n6", "n7", "n8"]
+PROPS = ["p", "q", "p", "q", "phandle", "linux,phandle", "name", "r", "r"]
+CELLS = ["1", "0x2", "&{/a}", "&{/x1}", "&{/b/c}", "(1+1)", "0xffffffff"]
+
+
+def _val(rng: random.Random) -> str:
+    k = rng.random()
+    if k < 0.3:
+        cells = [rng.choice([*CELLS, "&" + rng.choice(REFS)]) for _ in range(rng.randint(0, 3))]
+        return "<" + " ".join(cells) + ">"
+    if k < 0.5:
+        return '"' + rng.choice(["x", "a", "b", ""]) + '"'
+    if k < 0.6:
+        return "&" + rng.choice(REFS)
+    if k < 0.7:
+        return "&{/" + rng.choice(NAMES) + "}"
+    if k < 0.8:
+        return "[" + rng.choice(["", "00", "0102"]) + "]"
+    return _val(rng) + ", " + _val(rng)
+
+
+def _body(rng: random.Random, depth: int) -> str:
+    out: list[str] = []
+    for _ in range(rng.randint(0, 3)):
+        r = rng.random()
+        lab = (rng.choice(NLABELS) + ": ") if rng.random() < 0.1 else ""
+        if r < 0.1:
+            out.append(f"/delete-property/ {rng.choice(PROPS)};")
+        elif r < 0.3:
+            out.append(f"{lab}{rng.choice(PROPS)};")
+        else:
+            out.append(f"{lab}{rng.choice(PROPS)} = {_val(rng)};")
+    for _ in range(rng.randint(0, 3 if depth < 3 else 0)):
+        if rng.random() < 0.15:
+            out.append(f"/delete-node/ {rng.choice(NAMES)};")
+            continue
+        pre = ""
+        if rng.random() < 0.5:
+            pre += rng.choice(NLABELS) + ": "
+        if rng.random() < 0.15:
+            pre += "/omit-if-no-ref/ "
+        out.append(f"{pre}{rng.choice(NAMES)} {{ {_body(rng, depth + 1)} }};")
+    return " ".join(out)
+
+
+def gen_source(rng: random.Random) -> bytes:
+    """A small DTS file: a few top-level statements of every kind dtc has."""
+    plugin = rng.random() < 0.2
+    s = "/dts-v1/;\n" + ("/plugin/;\n" if plugin else "")
+    if rng.random() < 0.2:
+        s += "/memreserve/ 0x10 0x20;\n"
+    first = True
+    if not plugin or rng.random() < 0.5:
+        s += "/ { r1: x1 { }; r2: x2@1 { }; r3: a { }; };\n"
+        first = False
+    for _ in range(rng.randint(1, 5)):
+        r = rng.random()
+        if first or r < 0.3:
+            s += f"/ {{ {_body(rng, 0)} }};\n"
+        elif r < 0.55:
+            s += f"&{rng.choice(REFS)} {{ {_body(rng, 1)} }};\n"
+        elif r < 0.65:
+            path = rng.choice(["a", "x1", "x2@1", "a/b"])
+            s += f"&{{/{path}}} {{ {_body(rng, 1)} }};\n"
+        elif r < 0.75:
+            s += f"/delete-node/ &{rng.choice(REFS)};\n"
+        elif r < 0.82:
+            s += f"/omit-if-no-ref/ &{rng.choice(REFS)};\n"
+        else:
+            s += f"{rng.choice(NLABELS)}: &{rng.choice(REFS)} {{ {_body(rng, 1)} }};\n"
+        first = False
+    return s.encode()
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.integers(0, 2**32), st.booleans())
+def test_generated_trees_agree_with_dtc(seed: int, symbols: bool) -> None:
+    data = gen_source(random.Random(seed))
+    got = _with_symbols(data) if symbols else outcome(data)
+    ref = subprocess.run([DTC, "-q", "-I", "dts", "-O", "dtb", *(["-@"] if symbols else []),
+                          "-o", "-", "-"], input=data, capture_output=True, check=False,
+                         timeout=60)
+    if ref.returncode == 0:
+        assert isinstance(got, Tree), f"dtc accepts, we reject: {got}\n{data.decode()}"
+        assert write_dtb(got) == ref.stdout, data.decode()
+    else:
+        assert isinstance(got, InputError), f"dtc rejects: {ref.stderr!r}\n{data.decode()}"
 
 
 def _with_symbols(data: bytes) -> Tree | InputError:
