@@ -20,6 +20,8 @@ from __future__ import annotations
 
 import gc
 import struct
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 from .errors import Diagnostic, InputError, Span
@@ -157,10 +159,18 @@ def read_dtb(data: bytes, name: str) -> Tree:
     The cyclic garbage collector is paused meanwhile: building hundreds of
     thousands of small objects otherwise triggers it over and over (2-3x slower).
     """
+    with paused_gc():
+        return _read_dtb(data, name)
+
+
+@contextmanager
+def paused_gc() -> Iterator[None]:
+    """Pause the cyclic garbage collector while building or walking a big tree: no
+    garbage cycles arise meanwhile, and each automatic pass would rescan every node."""
     was_enabled = gc.isenabled()
     gc.disable()
     try:
-        return _read_dtb(data, name)
+        yield
     finally:
         if was_enabled:
             gc.enable()

@@ -15,8 +15,10 @@ otherwise the shape is guessed as `dtc -O dts` guesses it.
 from __future__ import annotations
 
 import json
+import re
 from typing import Any
 
+from .dtb import paused_gc
 from .errors import InputError
 from .tree import Node, PieceKind, Property, RefKind, Tree
 
@@ -37,8 +39,25 @@ def to_json(tree: Tree) -> dict[str, Any]:
 
 
 def to_json_text(tree: Tree) -> str:
-    """`to_json` serialised deterministically (key order is tree order), newline-ended."""
-    return json.dumps(to_json(tree), indent=2, ensure_ascii=True) + "\n"
+    """`to_json` serialised deterministically (key order is tree order), one node per
+    line: readable and diff-friendly. Names are nearly always plain (dtc allows only
+    a few punctuation characters), so they are quoted directly; anything else goes
+    through `json.dumps`. Hex values never need escaping."""
+    with paused_gc():
+        doc = to_json(tree)
+    q = _json_str
+    lines = [
+        f"  {q(path)}: {{" + ", ".join(f'{q(k)}: "{v}"' for k, v in props.items()) + "}"
+        for path, props in doc["nodes"].items()
+    ]
+    return f'{{"format": {doc["format"]}, "nodes": {{\n' + ",\n".join(lines) + "\n}}\n"
+
+
+_PLAIN = re.compile(r"[A-Za-z0-9,._+\-@#?*/ ]*")
+
+
+def _json_str(s: str) -> str:
+    return f'"{s}"' if _PLAIN.fullmatch(s) else json.dumps(s, ensure_ascii=True)
 
 
 # --------------------------------------------------------------------------- DTS
@@ -203,7 +222,8 @@ def to_dts(tree: Tree) -> str:
         out.append("")
     if tree.root.name:
         raise InputError(tree.root.span, "cannot write DTS: the root node has a name in the DTB")
-    _emit_nodes(tree.root, out)
+    with paused_gc():
+        _emit_nodes(tree.root, out)
     # DTS has no `label: / {`: a root label is attached through a reference,
     # one label per statement (dtc's grammar takes only one there).
     out.extend(f"{lab}: &{{/}} {{ }};" for lab in tree.root.labels)
