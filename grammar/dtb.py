@@ -303,6 +303,7 @@ def _read_struct(
     root.name = _node_name(blob, first_at, b"", root_flat, full_path)
     stack: list[tuple[Node, bytes]] = [(root, root_flat)]
     unpack3 = struct.Struct(">III").unpack_from
+    props_after_children = False  # warn once, as the first case is enough to act on
     fname = blob.name
     while stack:
         node, flat = stack[-1]
@@ -331,6 +332,12 @@ def _read_struct(
             if pos > limit:
                 raise blob.err(limit, "structure block runs past the end of the blob")
             props = node.properties
+            if node.children and not props_after_children:
+                props_after_children = True
+                tree.warnings.append(Diagnostic(
+                    Span(fname, 1, at + 1),
+                    f"property {_quote(_enc(pname))} of {node.path} follows a subnode"
+                    " (written before the subnodes, as dtc does)"))
             if pname in props:
                 raise blob.err(at, f"duplicate property name {_quote(_enc(pname))} in {node.path}")
             props[pname] = Property(pname, value, Span(fname, 1, at + 1))

@@ -82,6 +82,18 @@ def test_linux_phandle_alone_sets_the_phandle() -> None:
     assert tree.by_phandle(5) is tree.find("/a")
 
 
+def test_property_after_a_subnode_is_moved_before_it_with_a_warning() -> None:
+    good = dtc(["-I", "dts", "-O", "dtb"], b"/dts-v1/; / { p = <1>; c { }; };").stdout
+    off = struct.unpack_from(">I", good, 8)[0] + 8  # after the root's BEGIN_NODE + name
+    prop, child = good[off:off + 16], good[off + 16:off + 28]
+    assert prop[:4] == b"\0\0\0\x03" and child[:4] == b"\0\0\0\x01"
+    swapped = good[:off] + child + prop + good[off + 28:]
+    tree = read_dtb(swapped, "w.dtb")
+    assert write_dtb(tree) == good == dtc(["-I", "dtb", "-O", "dtb"], swapped).stdout
+    assert [w.span.column for w in tree.warnings] == [off + 12 + 1]
+    assert "follows a subnode" in tree.warnings[0].message
+
+
 # ----------------------------------------------------------------- each kind of damage
 
 def test_empty_and_short_files() -> None:
