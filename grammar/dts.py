@@ -13,6 +13,7 @@ from __future__ import annotations
 import bisect
 import gc
 import os
+import re
 import threading
 from collections.abc import Iterator, Sequence
 from pathlib import Path
@@ -67,11 +68,19 @@ class _Ctx:
         return f, real + vline - vs, d
 
     def span(self, a: Token, b: Token) -> Span:
+        """From the start of token a to the end of token b (whitespace after b excluded)."""
+        if b[-1] in _SPACE:
+            # tokens that carry trailing whitespace have no newline before it
+            eline: int = b.line  # type: ignore[assignment]
+            ecol: int = b.column + len(b.rstrip(_SPACE))  # type: ignore[operator]
+        else:
+            eline = b.end_line  # type: ignore[assignment]
+            ecol = b.end_column  # type: ignore[assignment]
         if self.single:
-            return Span(self.name, a.line, a.column, b.end_line, b.end_column)  # type: ignore[arg-type]
+            return Span(self.name, a.line, a.column, eline, ecol)  # type: ignore[arg-type]
         f, line, _ = self.where(a.line)  # type: ignore[arg-type]
-        _, eline, _ = self.where(b.end_line)  # type: ignore[arg-type]
-        return Span(f, line, a.column, eline, b.end_column)  # type: ignore[arg-type]
+        _, eline, _ = self.where(eline)
+        return Span(f, line, a.column, eline, ecol)  # type: ignore[arg-type]
 
     def tspan(self, t: Token) -> Span:
         return self.span(t, t)
@@ -236,24 +245,31 @@ def _unescape(text: str, i: int, end: int, at: Span | None) -> bytes:
 
 
 def _number(tok: Token) -> int:
+    return _literal(str(tok), tok)
+
+
+def _literal(s: str, at: Token | Span) -> int:
     """dtc's strtoull(text, 0) with its checks: octal after a leading 0, 64-bit range."""
-    s = str(tok)
     body = s.rstrip("UL")
     shown = s if len(s) <= 40 else s[:37] + "..."
+
+    def where() -> Span:
+        return at if isinstance(at, Span) else _ctx().tspan(at)
+
     if body[0] != "0" or len(body) == 1:
         digits, base = body, 10
     elif body[1] in "xX":
         digits, base = body[2:], 16
     else:
         if any(ch not in "01234567" for ch in body):
-            raise InputError(_ctx().tspan(tok), f"Bad integer literal '{shown}'")
+            raise InputError(where(), f"Bad integer literal '{shown}'")
         digits, base = body, 8
     digits = digits.lstrip("0") or "0"
     if len(digits) > 64:  # far beyond 2**64 in any base; keeps int() off huge strings
-        raise InputError(_ctx().tspan(tok), f"Integer literal '{shown}' out of range")
+        raise InputError(where(), f"Integer literal '{shown}' out of range")
     v = int(digits, base)
     if v > M64:
-        raise InputError(_ctx().tspan(tok), f"Integer literal '{shown}' out of range")
+        raise InputError(where(), f"Integer literal '{shown}' out of range")
     return v
 
 
@@ -315,6 +331,47 @@ _BIN = {
 }
 
 _CELL_KIND = PieceKind.CELL
+_SIMPLE_ELEM = re.compile(r"([0-9][0-9a-fA-FxX]*)(?:ULL|UL|LL|U|L)?|&\{(/[^}]*)\}|&(\w+)")
+
+
+def _simple_cells(ctx: _Ctx, tok: Token) -> tuple[str, bytes, list[Marker], list[Piece],
+                                                 Token, Token]:
+    """A SIMPLECELLS token: 32-bit numbers and references, positions computed here."""
+    text = str(tok)
+    out = bytearray()
+    markers: list[Marker] = []
+    pieces: list[Piece] = []
+    line0: int = tok.line  # type: ignore[assignment]
+    col0: int = tok.column  # type: ignore[assignment]
+    multiline = "\n" in text
+    fname = ctx.name
+    if not ctx.single:
+        fname, line0, _ = ctx.where(line0)
+    for m in _SIMPLE_ELEM.finditer(text):
+        start, end = m.span()
+        if multiline:
+            nl = text.rfind("\n", 0, start)
+            line = line0 + text.count("\n", 0, start)
+            col = (col0 + start) if nl < 0 else start - nl
+            ecol = col + end - start
+        else:
+            line, col, ecol = line0, col0 + start, col0 + end
+        sp = Span(fname, line, col, line, ecol)
+        off = len(out)
+        digits = m.group(1)
+        if digits is not None:
+            v = (int(digits) if digits[0] != "0" and len(digits) < 20
+                 else _literal(m.group(0), sp))
+            if v > 0xFFFFFFFF and (v | 0xFFFFFFFF) != M64:
+                raise InputError(sp, "Value out of range for 32-bit array element")
+            pieces.append(Piece(off, 4, _CELL_KIND, sp))
+            out += (v & 0xFFFFFFFF).to_bytes(4, "big")
+        else:
+            target = m.group(2) or m.group(3)
+            markers.append((off, MK_PHANDLE, target, sp))
+            pieces.append(Piece(off, 4, _REF_KIND, sp))
+            out += b"\xff\xff\xff\xff"
+    return "c", bytes(out), markers, pieces, tok, tok
 _REF_KIND = PieceKind.REF
 
 
@@ -344,7 +401,7 @@ class _Builder(Transformer[Token, Any]):
 
     def memreserve(self, c: list[Any]) -> None:
         ctx = _ctx()
-        labels = tuple(str(t)[:-1] for t in c[:-4])
+        labels = tuple(_lab(t) for t in c[:-4])
         kw = c[-4]
         addr, size = c[-3][0], c[-2][0]
         ctx.resolver.memreserves.append(
@@ -386,6 +443,8 @@ class _Builder(Transformer[Token, Any]):
     # ---- values ----
     def cells(self, c: list[Any]) -> tuple[str, bytes, list[Marker], list[Piece], Token, Token]:
         ctx = _ctx()
+        if len(c) == 1:
+            return _simple_cells(ctx, c[0])
         name = ctx.name
         single = ctx.single
         span = ctx.span
@@ -412,7 +471,7 @@ class _Builder(Transformer[Token, Any]):
                 if tt == "NUMBER":
                     v = _number(e)
                 elif tt == "LABEL":
-                    markers.append((len(out), MK_LABEL, str(e)[:-1], ctx.tspan(e)))
+                    markers.append((len(out), MK_LABEL, _lab(e), ctx.tspan(e)))
                     continue
                 elif tt == "CHAR":
                     v = _char(e)
@@ -446,7 +505,7 @@ class _Builder(Transformer[Token, Any]):
             if t.type == "HEXBYTE":
                 out.append(int(t, 16))
             else:
-                markers.append((len(out), MK_LABEL, str(t)[:-1], ctx.tspan(t)))
+                markers.append((len(out), MK_LABEL, _lab(t), ctx.tspan(t)))
         sp = ctx.span(c[0], c[-1])
         return "b", bytes(out), markers, [Piece(0, len(out), PieceKind.BYTES, sp)], c[0], c[-1]
 
@@ -519,7 +578,7 @@ class _Builder(Transformer[Token, Any]):
                 continue
             tt = e.type
             if tt == "LABEL":
-                markers.append((off, MK_LABEL, str(e)[:-1], ctx.tspan(e)))
+                markers.append((off, MK_LABEL, _lab(e), ctx.tspan(e)))
             elif tt == "COMMA":
                 if want_value:
                     raise _syntax(e)
@@ -585,7 +644,7 @@ class _Builder(Transformer[Token, Any]):
 
     def labelled(self, c: list[Any]) -> LNode | LProp:
         item: LNode | LProp = c[1]
-        item.labels[str(c[0])[:-1]] = False
+        item.labels[_lab(c[0])] = False
         return item
 
     def omitted(self, c: list[Any]) -> LNode:
@@ -623,7 +682,7 @@ class _Builder(Transformer[Token, Any]):
         ref: Token = c[1]
         node: LNode = c[2]
         node.span = _join(ctx.tspan(c[0]), node.span)
-        ctx.resolver.ref_def(_refname(ref), ctx.tspan(ref), node, str(c[0])[:-1])
+        ctx.resolver.ref_def(_refname(ref), ctx.tspan(ref), node, _lab(c[0]))
 
     def del_ref(self, c: list[Token]) -> None:
         ctx = _ctx()
@@ -638,8 +697,13 @@ class _Builder(Transformer[Token, Any]):
 
 
 def _pname(tok: Token) -> str:
-    s = str(tok)
+    s = str(tok).rstrip(_SPACE)
     return s[1:] if s[0] == "\\" else s
+
+
+def _lab(tok: Token) -> str:
+    """A LABEL token's name (the token also holds the colon and the whitespace after)."""
+    return str(tok).rstrip(_SPACE)[:-1]
 
 
 def _refname(tok: Token) -> str:
@@ -726,8 +790,6 @@ def _token_error(e: UnexpectedToken) -> InputError:
     ctx = _ctx()
     tok = e.token
     if tok.type == "$END":
-        line = tok.end_line or tok.line or 1
-        f, real, _ = ctx.where(line)
-        return InputError(Span(f, real, tok.end_column or tok.column or 1),
-                          "syntax error: unexpected end of input")
-    return InputError(ctx.tspan(tok), f"syntax error (unexpected {str(tok)!r})")
+        f, real, _ = ctx.where(tok.line or 1)
+        return InputError(Span(f, real, tok.column or 1), "syntax error: unexpected end of input")
+    return InputError(ctx.tspan(tok), f"syntax error (unexpected {str(tok).rstrip(_SPACE)!r})")

@@ -269,3 +269,27 @@ def test_dtc_warnings_we_replicate_are_diagnostics_not_errors() -> None:
         "w.dts:2:14: warning: /a: node name and property name conflict"]
     symbols = tree.find("/__symbols__")
     assert symbols is not None and symbols.properties["l"].value == b"/b\0"
+
+
+def test_plain_cell_lists_keep_exact_positions(tmp_path: Path) -> None:
+    src = ("/dts-v1/;\n/ {\n\tp = <1U2\n\t\t0x10ULL &l\n  &{/n}  >  ;\n"
+           "\tq = < >, <07>;\n\tl: n { };\n};\n")
+    path = tmp_path / "c.dts"
+    path.write_text(src)
+    ref = dtc(path)
+    assert ref.returncode == 0, ref.stderr
+    tree = parse_dts(src.encode(), str(path))
+    assert write_dtb(tree) == ref.stdout
+    p = tree.root.properties["p"]
+    texts = [_text_at(src, pc.span.line, pc.span.column, pc.span.end_line, pc.span.end_column)
+             for pc in p.pieces]
+    assert texts == ["1U", "2", "0x10ULL", "&l", "&{/n}"]
+    assert [(pc.span.line, pc.span.column) for pc in p.pieces] == [
+        (3, 7), (3, 9), (4, 3), (4, 11), (5, 3)]
+    assert (p.span.end_line, p.span.end_column) == (5, 14)
+    for bad, msg, col in [("<1 0x100000000>", "out of range", 12),
+                          ("<1 09>", "Bad integer", 12),
+                          ("<99999999999999999999>", "out of range", 10)]:
+        with pytest.raises(InputError, match=msg) as exc:
+            parse_dts(f"/dts-v1/;\n/ {{ x = {bad}; }};\n".encode(), "e.dts")
+        assert (exc.value.span.line, exc.value.span.column) == (2, col)
