@@ -334,29 +334,58 @@ _CELL_KIND = PieceKind.CELL
 _SIMPLE_ELEM = re.compile(r"([0-9][0-9a-fA-FxX]*)(?:ULL|UL|LL|U|L)?|&\{(/[^}]*)\}|&(\w+)")
 
 
-def _simple_cells(ctx: _Ctx, tok: Token) -> tuple[str, bytes, list[Marker], list[Piece],
-                                                 Token, Token]:
-    """A SIMPLECELLS token: 32-bit numbers and references, positions computed here."""
-    text = str(tok)
+_STMT = re.compile(r"(\\?[^\s=]+)\s*=\s*([<\"])")
+
+
+class _Pos:
+    """Positions of offsets inside one (possibly multi-line) token."""
+
+    __slots__ = ("col0", "fname", "line0", "multiline", "text")
+
+    def __init__(self, ctx: _Ctx, tok: Token) -> None:
+        self.text = str(tok)
+        self.multiline = "\n" in self.text
+        line0: int = tok.line  # type: ignore[assignment]
+        self.col0: int = tok.column  # type: ignore[assignment]
+        self.fname = ctx.name
+        if not ctx.single:
+            self.fname, line0, _ = ctx.where(line0)
+        self.line0 = line0
+
+    def at(self, start: int, end: int) -> Span:
+        if not self.multiline:
+            return Span(self.fname, self.line0, self.col0 + start, self.line0, self.col0 + end)
+        text = self.text
+        nl = text.rfind("\n", 0, start)
+        line = self.line0 + text.count("\n", 0, start)
+        col = (self.col0 + start) if nl < 0 else start - nl
+        return Span(self.fname, line, col, line, col + end - start)
+
+    def span(self, start: int, end: int) -> Span:
+        """From offset start to offset end (end on the same line as the char before it)."""
+        a = self.at(start, start)
+        b = self.at(end - 1, end)
+        return Span(a.file, a.line, a.column, b.line, b.end_column)
+
+
+def _simple_cells(ctx: _Ctx, tok: Token, pos: _Pos | None = None, base: int = 0
+                  ) -> tuple[str, bytes, list[Marker], list[Piece], Token, Token]:
+    """A plain `< >` list: 32-bit numbers and references, positions computed here."""
+    if pos is None:
+        pos = _Pos(ctx, tok)
+    text = pos.text
     out = bytearray()
     markers: list[Marker] = []
     pieces: list[Piece] = []
-    line0: int = tok.line  # type: ignore[assignment]
-    col0: int = tok.column  # type: ignore[assignment]
-    multiline = "\n" in text
-    fname = ctx.name
-    if not ctx.single:
-        fname, line0, _ = ctx.where(line0)
-    for m in _SIMPLE_ELEM.finditer(text):
-        start, end = m.span()
-        if multiline:
-            nl = text.rfind("\n", 0, start)
-            line = line0 + text.count("\n", 0, start)
-            col = (col0 + start) if nl < 0 else start - nl
-            ecol = col + end - start
+    end_list = text.index(">", base)
+    single = not pos.multiline
+    fname, line0, col0 = pos.fname, pos.line0, pos.col0
+    for m in _SIMPLE_ELEM.finditer(text, base, end_list):
+        if single:
+            a, b = m.span()
+            sp = Span(fname, line0, col0 + a, line0, col0 + b)
         else:
-            line, col, ecol = line0, col0 + start, col0 + end
-        sp = Span(fname, line, col, line, ecol)
+            sp = pos.at(*m.span())
         off = len(out)
         digits = m.group(1)
         if digits is not None:
@@ -372,6 +401,40 @@ def _simple_cells(ctx: _Ctx, tok: Token) -> tuple[str, bytes, list[Marker], list
             pieces.append(Piece(off, 4, _REF_KIND, sp))
             out += b"\xff\xff\xff\xff"
     return "c", bytes(out), markers, pieces, tok, tok
+
+
+def _statement(ctx: _Ctx, tok: Token) -> LProp:
+    """A PROPSTR / PROPCELLS token: one whole `name = value;` statement."""
+    pos = _Pos(ctx, tok)
+    text = pos.text
+    m = _STMT.match(text)
+    assert m is not None
+    name = m.group(1)
+    if name[0] == "\\":
+        name = name[1:]
+    vstart = m.start(2)
+    semi = text.rindex(";")
+    if pos.multiline:
+        span = pos.span(0, semi + 1)
+    else:
+        c0 = pos.col0
+        span = Span(pos.fname, pos.line0, c0, pos.line0, c0 + semi + 1)
+    if m.group(2) == "<":
+        c = _simple_cells(ctx, tok, pos, vstart)
+        return LProp(name, c[1], span, c[2], c[3])
+    vend = text.rindex('"', vstart, semi) + 1
+    if pos.multiline:
+        sp = pos.span(vstart, vend)
+    else:
+        sp = Span(pos.fname, pos.line0, c0 + vstart, pos.line0, c0 + vend)
+    raw = text[vstart:vend]
+    if "\\" not in raw:
+        data = raw[1:-1].encode("latin-1") + b"\0"
+    else:
+        data = _unescape(raw, 1, len(raw) - 1, sp) + b"\0"
+    return LProp(name, data, span, None, [Piece(0, len(data), PieceKind.STRING, sp)])
+
+
 _REF_KIND = PieceKind.REF
 
 
@@ -531,6 +594,12 @@ class _Builder(Transformer[Token, Any]):
         return lst
 
     # ---- properties ----
+    def prop_str_stmt(self, c: list[Token]) -> LProp:
+        return _statement(_ctx(), c[0])
+
+    def prop_cells_stmt(self, c: list[Token]) -> LProp:
+        return _statement(_ctx(), c[0])
+
     def prop_string(self, c: list[Token]) -> LProp:
         ctx = _ctx()
         e = c[2]
@@ -650,6 +719,8 @@ class _Builder(Transformer[Token, Any]):
     def omitted(self, c: list[Any]) -> LNode:
         item = c[1]
         if type(item) is LProp:
+            # dtc's parser fails at the token after the name (a whole-statement token
+            # has no such position: its start stands in)
             raise InputError(item.err_span or item.span, "syntax error")
         item.omit = True
         node: LNode = item
@@ -731,6 +802,9 @@ def _parser() -> Lark:
                              "CHAR": _on_char},
             _plugins={"ContextualLexer": _IncludeLexer},
             maybe_placeholders=False,
+            # lark keeps its parse tables in the system temp dir (never the source
+            # tree), keyed by the grammar text: about 60 ms less per process
+            cache=True,
         )
     return _PARSER
 
