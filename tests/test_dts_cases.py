@@ -293,3 +293,30 @@ def test_plain_cell_lists_keep_exact_positions(tmp_path: Path) -> None:
         with pytest.raises(InputError, match=msg) as exc:
             parse_dts(f"/dts-v1/;\n/ {{ x = {bad}; }};\n".encode(), "e.dts")
         assert (exc.value.span.line, exc.value.span.column) == (2, col)
+
+
+@pytest.mark.parametrize("path", [p for p in VALID if p.name != "linemarkers.dts"],
+                         ids=lambda p: p.name)
+def test_every_piece_span_covers_its_literal(path: Path) -> None:
+    src = path.read_text(encoding="latin-1")
+    tree = parse_dts(path.read_bytes(), str(path))
+    first = {"string": '"', "ref": "&", "path": "&", "bytes": "["}
+    last = {"string": '"', "bytes": "]"}
+    for node in tree.walk():
+        # made by dtc, not written: overlay wrappers, /__symbols__, /__*fixups__
+        generated = node.name.startswith("fragment@") or node.path.startswith("/__")
+        for prop in node.properties.values():
+            if generated or prop.span == node.span:  # (the span of an added phandle)
+                continue
+            text = _text_at(src, prop.span.line, prop.span.column, prop.span.end_line,
+                            prop.span.end_column)
+            assert text.endswith(";"), (prop.name, text)
+            for pc in prop.pieces:
+                if pc.span == node.span or pc.span.file != str(path):
+                    continue  # generated (phandle) or from another file
+                t = _text_at(src, pc.span.line, pc.span.column, pc.span.end_line,
+                             pc.span.end_column)
+                k = pc.kind.value
+                assert t[:1] == first.get(k, t[:1]) and t[-1:] == last.get(k, t[-1:]), (k, t)
+                if k == "cell":
+                    assert t[0] in "0123456789'(", t
