@@ -25,7 +25,7 @@ from lark.lexer import ContextualLexer, LexerState
 from lark.utils import TextSlice
 
 from .errors import InputError, Span
-from .resolve import MK_LABEL, MK_PATH, MK_PHANDLE, LNode, LProp, Marker, Resolver
+from .resolve import MK_LABEL, MK_PATH, MK_PHANDLE, LNode, LProp, Marker, Resolver, add_label
 from .tree import MemReserve, Piece, PieceKind, Tree
 
 MAX_INCLUDE_DEPTH = 200  # dtc's MAX_SRCFILE_DEPTH
@@ -713,7 +713,7 @@ class _Builder(Transformer[Token, Any]):
 
     def labelled(self, c: list[Any]) -> LNode | LProp:
         item: LNode | LProp = c[1]
-        item.labels[_lab(c[0])] = False
+        add_label(item, _lab(c[0]))
         return item
 
     def omitted(self, c: list[Any]) -> LNode:

@@ -28,6 +28,7 @@ MK_PATH = 1
 MK_LABEL = 2
 
 Marker = tuple[int, int, str, Span]  # (offset, kind, ref or label, span)
+_NO_LABELS: dict[str, bool] = {}  # shared by every unlabelled node/property: never written
 
 
 class LProp:
@@ -51,7 +52,8 @@ class LProp:
         self.markers: list[Marker] = markers if markers is not None else []
         self.pieces: list[Piece] = pieces if pieces is not None else []
         self.deleted = deleted
-        self.labels: dict[str, bool] = {}  # label -> deleted, in order of addition
+        # label -> deleted, in order of addition (shared empty dict until the first label)
+        self.labels: dict[str, bool] = _NO_LABELS
         self.err_span = err_span  # where dtc's parser would fail if this was misplaced
 
 
@@ -83,7 +85,7 @@ class LNode:
         self.pbyname: dict[str, LProp] = {}
         self.children: list[LNode] = []
         self.cbyname: dict[str, LNode] = {}
-        self.labels: dict[str, bool] = {}
+        self.labels: dict[str, bool] = _NO_LABELS
         self.deleted = False
         self.omit = False
         self.referenced = False
@@ -147,9 +149,11 @@ class LNode:
         return [k for k, d in reversed(self.labels.items()) if not d]
 
 
-def add_label(labels: dict[str, bool], label: str) -> None:
+def add_label(owner: LNode | LProp, label: str) -> None:
     """dtc's add_label: a known label is revived in place, a new one is added."""
-    labels[label] = False
+    if owner.labels is _NO_LABELS:
+        owner.labels = {}
+    owner.labels[label] = False
 
 
 def delete_node(node: LNode, phandles: dict[int, LNode] | None = None) -> None:
@@ -299,7 +303,7 @@ class Resolver:
                 return
             raise InputError(ref_span, f"Label or path {ref} not found")
         if label is not None:
-            add_label(target.labels, label)
+            add_label(target, label)
             self.note_label(target, label)
         self.merge(target, node)
 
@@ -368,7 +372,7 @@ class Resolver:
         old.other_spans.append(new.span)
         old.deleted = False
         for lab in reversed(list(new.labels)):
-            add_label(old.labels, lab)
+            add_label(old, lab)
             self.note_label(old, lab)
         for np in new.props:
             if np.deleted:
@@ -381,7 +385,7 @@ class Resolver:
             op = old.pbyname.get(np.name)
             if op is not None:
                 for lab in reversed(list(np.labels)):
-                    add_label(op.labels, lab)
+                    add_label(op, lab)
                 op.data = np.data
                 op.markers = np.markers
                 op.pieces = np.pieces
@@ -405,7 +409,20 @@ class Resolver:
             self._symbols(root, phandles)
         if self.plugin:
             self._fixups(root)
-        return self._to_tree(root, phandles)
+        tree = self._to_tree(root, phandles)
+        self._release(root)
+        return tree
+
+    def _release(self, root: LNode) -> None:
+        """Break the parent cycles of the working tree so that reference counting frees
+        it at once (the cyclic collector may be off, or frozen, for big inputs)."""
+        stack = [root]
+        while stack:
+            n = stack.pop()
+            n.parent = None
+            stack.extend(n.children)
+        self.root = None
+        self.label_owners = {}
 
     def _guess_boot_cpuid(self, root: LNode) -> int:
         cpus = self.by_path("/cpus")
