@@ -409,20 +409,8 @@ class Resolver:
             self._symbols(root, phandles)
         if self.plugin:
             self._fixups(root)
-        tree = self._to_tree(root, phandles)
-        self._release(root)
-        return tree
-
-    def _release(self, root: LNode) -> None:
-        """Break the parent cycles of the working tree so that reference counting frees
-        it at once (the cyclic collector may be off, or frozen, for big inputs)."""
-        stack = [root]
-        while stack:
-            n = stack.pop()
-            n.parent = None
-            stack.extend(n.children)
-        self.root = None
-        self.label_owners = {}
+        # the working tree is released while it is converted (parent cycles broken)
+        return self._to_tree(root, phandles)
 
     def _guess_boot_cpuid(self, root: LNode) -> int:
         cpus = self.by_path("/cpus")
@@ -776,6 +764,8 @@ class Resolver:
         )
         labels = tree.labels
         tphandles = tree.phandles
+        self.label_owners = {}
+        self.root = None
         stack: list[tuple[LNode, Node]] = [(root, out_root)]
         while stack:
             ln, on = stack.pop()
@@ -800,10 +790,29 @@ class Resolver:
                     [k for k, d in reversed(p.labels.items()) if not d], refs, p.pieces,
                 )
             children = on.children
+            pending: list[tuple[LNode, Node]] = []
             for c in ln.children:
                 if c.deleted:
+                    _release(c)
                     continue
                 oc = Node(c.name, c.span, parent=on)
                 children[c.name] = oc
-                stack.append((c, oc))
+                pending.append((c, oc))
+            stack.extend(reversed(pending))
+            # let reference counting free the working node now: keeps the peak down
+            ln.parent = None
+            ln.props = []
+            ln.pbyname = {}
+            ln.children = []
+            ln.cbyname = {}
         return tree
+
+
+def _release(node: LNode) -> None:
+    """Break the parent cycles of a dropped subtree so reference counting frees it."""
+    stack = [node]
+    while stack:
+        n = stack.pop()
+        n.parent = None
+        stack.extend(n.children)
+        n.children = []
