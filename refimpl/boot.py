@@ -28,13 +28,11 @@ from typing import Any
 
 from . import rules as R
 from .config import (
-    COMPAT_V1,
     Config,
     Dialect,
     DomainSpec,
     Endpoint,
     Loc,
-    has_compat,
     loc,
     prop_loc,
 )
@@ -367,9 +365,10 @@ class _Boot:
     def alloc_domain_evtchn(self, node: Node) -> None:
         cfg = self.cfg
         ep = cfg.endpoint_of.get(id(node))
-        if ep is not None:
-            self.res.walked.add(id(node))
-        if not has_compat(node, COMPAT_V1):
+        if ep is None:  # every xen,evtchn-v1 node is an endpoint: this one is not
+            return
+        self.res.walked.add(id(node))
+        if not ep.v1:
             return
         if ep is not None and ep.dialect is Dialect.SEED and self.cfg.dialect_mode == "seed":
             return  # --dialect seed: only seed nodes make channels
@@ -462,8 +461,9 @@ class _Boot:
         if rc < 0:
             self._port_failure(rc, "alloc", da, pa, where_a, where_b, na, nb, origin, dialect)
             return
-        self.step(f"evtchn_alloc_unbound(d{da} port {pa} -> d{db}) = 0: port {real_a} "
-                  "unbound")
+        if self.trace:
+            self.step(f"evtchn_alloc_unbound(d{da} port {pa} -> d{db}) = 0: port {real_a} "
+                      "unbound")
         rc, real_b = st.evtchn_bind_interdomain(db, da, pa, pb, node=nb.path)
         if rc < 0:
             if self.keep_going:  # undo side A so later findings are not knock-ons
@@ -471,8 +471,9 @@ class _Boot:
             self._port_failure(rc, "bind", db, pb, where_b, where_a, na, nb, origin,
                                dialect, port_a=pa)
             return
-        self.step(f"evtchn_bind_interdomain(d{db} port {pb} -> d{da}:{pa}) = 0: "
-                  f"d{db}:{real_b} <-> d{da}:{real_a}, d{db}:{real_b} pending")
+        if self.trace:
+            self.step(f"evtchn_bind_interdomain(d{db} port {pb} -> d{da}:{pa}) = 0: "
+                      f"d{db}:{real_b} <-> d{da}:{real_a}, d{db}:{real_b} pending")
         self.created.add(id(na))
         self.created.add(id(nb))
         self.res.realised.add(id(na))

@@ -88,8 +88,11 @@ def has_compat(node: Node, compat: str) -> bool:
     prop = node.properties.get("compatible")
     if prop is None:
         return False
-    want = compat.lower()
-    return any(s.lower() == want for s in _c_strings(prop.value))
+    return compat.lower().encode("latin-1") in _lower_strings(prop.value)
+
+
+def _lower_strings(value: bytes) -> set[bytes]:
+    return set(value.lower().split(b"\0"))
 
 
 def has_compat_exact(node: Node, compat: str) -> bool:
@@ -280,12 +283,13 @@ class Config:
                     self.dup_phandles.setdefault(ph, [self.by_phandle[ph]]).append(node)
             else:
                 self.by_phandle[ph] = node
-            if ("xen,evtchn" in node.properties or has_compat(node, COMPAT_V1)
-                    or has_compat(node, COMPAT_SEED)):
+            cprop = node.properties.get("compatible")
+            compats = _lower_strings(cprop.value) if cprop is not None else set()
+            if ("xen,evtchn" in node.properties or b"xen,evtchn-v1" in compats
+                    or b"xen,evtchn" in compats):
                 self.candidates.append(node)
-            d = depth[id(node)]
-            if d <= 3 and (has_compat(node, "xen,multiboot-module")
-                           or has_compat(node, "multiboot,module")):
+            if depth[id(node)] <= 3 and (b"xen,multiboot-module" in compats
+                                         or b"multiboot,module" in compats):
                 kind_guess = self._module(node, kind_guess)
 
     def _module(self, node: Node, kind_guess: int) -> int:
