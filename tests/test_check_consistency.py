@@ -4,11 +4,14 @@ keep-going boot's first failure is the panic of the real boot."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from evtchn_spec import rules as R
 from evtchn_spec.boot import boot
 from evtchn_spec.check import check
-from evtchn_spec.config import Dialect
-from evtchn_spec.grammar.tree import Node
+from evtchn_spec.config import Config, Dialect
+from evtchn_spec.grammar import load
+from evtchn_spec.grammar.tree import Node, Property
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from test_boot_model import System, cells, strings
@@ -106,3 +109,37 @@ def test_booted_state_is_consistent(sys_: tuple[System, str, str]) -> None:
     assert pending == {(c.dom_b, c.port_b) for c in res.channels}
     assert all(rule in {r.id for r in R.all_rules()} for rule in
                (q.rule for q in res.quirks))
+
+
+CORPUS = sorted((Path(__file__).resolve().parent / "data" / "xen").glob("*.dts"))
+
+
+@settings(max_examples=120, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.sampled_from(CORPUS), st.data())
+def test_error_iff_panic_or_missing_channel_on_mutated_real_trees(path: Path,
+                                                                   data: st.DataObject) -> None:
+    """The same property on the conformance corpus (trees that ran on real Xen), each
+    mutated: ports, peers, compatibles and property lengths changed at random."""
+    tree = load(path)
+    nodes = [n for n in tree.walk() if "xen,evtchn" in n.properties]
+    phandles = [n.phandle for n in tree.walk() if n.phandle] or [1]
+    for node in nodes:
+        prop = node.properties["xen,evtchn"]
+        mut = data.draw(st.sampled_from(["keep", "keep", "port", "peer", "compat", "cut"]))
+        cells_ = prop.cells()
+        if mut == "port" and cells_:
+            cells_[0] = data.draw(PORTS)
+            prop.value = cells(*cells_)
+        elif mut == "peer" and len(cells_) >= 2:
+            cells_[1] = data.draw(st.sampled_from([*phandles, 0, 0xABCD]))
+            prop.value = cells(*cells_)
+        elif mut == "compat":
+            node.properties["compatible"] = Property("compatible", strings(
+                data.draw(COMPATS) or "none"), prop.span)
+        elif mut == "cut":
+            prop.value = prop.value[:data.draw(st.integers(min_value=0, max_value=8))]
+    cfg = Config.from_tree(tree)
+    real = boot(cfg)
+    res = check(cfg)
+    missing = [e for e in cfg.endpoints if id(e.node) not in real.realised]
+    assert (res.errors > 0) == (real.outcome == "panic" or bool(missing))
