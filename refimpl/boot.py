@@ -188,6 +188,7 @@ class _Boot:
         if not cfg.has_dom0:
             self.step("is_dom0less_mode: no dom0 kernel and a domU kernel: no dom0")
             return
+        self.step("is_dom0less_mode: false (a dom0 kernel, or no domU kernel): build dom0")
         spec = cfg.domains[0]
         self.state.domain_create(0, spec.name, spec.max_evtchn_port)
         self.res.domains.append(spec)
@@ -369,11 +370,17 @@ class _Boot:
             return
         self.res.walked.add(id(node))
         if not ep.v1:
+            if self.trace:
+                self.step(f"alloc_domain_evtchn({node.path}): not xen,evtchn-v1, skipped")
             return
         if ep is not None and ep.dialect is Dialect.SEED and self.cfg.dialect_mode == "seed":
             return  # --dialect seed: only seed nodes make channels
         if id(node) in self.created:
+            if self.trace:
+                self.step(f"alloc_domain_evtchn({node.path}): already made from its peer")
             return
+        if self.trace:
+            self.step(f"alloc_domain_evtchn({node.path})")
         got = self._prop_cells(node, "node", node)
         if got is None:
             return
