@@ -50,7 +50,8 @@ def run_cpp(data: bytes, name: str, include_dirs: Sequence[str | os.PathLike[str
     else:
         parent = str(path.parent) if str(path.parent) else "."
         cmd += ["-I", parent, "-"]
-        stdin = f'# 1 "{name}"\n'.encode() + data
+        quoted = name.replace("\\", "\\\\").replace('"', '\\"')
+        stdin = f'#line 1 "{quoted}"\n'.encode() + data  # (GNU `# 1` is lost after #include)
     try:
         proc = subprocess.run(cmd, input=stdin, capture_output=True, check=False)
     except OSError as exc:

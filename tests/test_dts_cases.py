@@ -320,3 +320,15 @@ def test_every_piece_span_covers_its_literal(path: Path) -> None:
                 assert t[:1] == first.get(k, t[:1]) and t[-1:] == last.get(k, t[-1:]), (k, t)
                 if k == "cell":
                     assert t[0] in "0123456789'(", t
+
+
+def test_cpp_on_text_that_is_not_the_file_on_disk(tmp_path: Path) -> None:
+    (tmp_path / "part.dtsi").write_text("/ { from-include = <1>; };\n")
+    main = tmp_path / "main.dts"
+    main.write_text("/dts-v1/;\n/ { };\n")
+    edited = b'/dts-v1/;\n#define V 7\n#include "part.dtsi"\n/ { v = <V>; };\n'
+    tree = parse_dts(edited, str(main), cpp=True)
+    assert tree.root.properties["v"].cells() == [7]
+    assert tree.root.properties["v"].span.file == str(main)
+    assert tree.root.properties["v"].span.line == 4
+    assert tree.root.properties["from-include"].span.file.endswith("part.dtsi")
