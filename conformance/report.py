@@ -107,8 +107,11 @@ def parse_guests(console: list[str]) -> dict[int, GuestReport]:
                 g.upcall[_int(kv["phase"])] = _int(kv["upcall"])
                 g.selector[_int(kv["phase"])] = _int(kv["sel"])
             elif what == "call":
-                g.calls.append({"slot": _int(kv["slot"]), "op": kv.get("op", "?"),
-                                "port": _int(kv["port"]), "rc": _int(kv["rc"])})
+                made = {"slot": _int(kv["slot"]), "op": kv.get("op", "?"),
+                        "port": _int(kv["port"]), "rc": _int(kv["rc"])}
+                if "out" in kv:
+                    made["out"] = _int(kv["out"])
+                g.calls.append(made)
             elif what == "end":
                 g.ended.add(_int(kv["phase"]))
             elif what == "done":

@@ -1,15 +1,20 @@
 """Runtime traces on real Xen: the guests make event-channel calls in time slots.
 
-A trace is ``{"calls": [{"caller": DOMID, "op": OP, "args": {"port": P}}, ...]}``
-(a bare list of calls is accepted too).  OP is one of the hypercalls ``send``,
-``close``, ``unmask``, or the guest's own shared_info writes ``mask`` (set its
-mask bit) and ``clear`` (clear its pending bit).
+A trace is ``{"calls": [{"caller": DOMID, "op": OP, "args": {...}}, ...]}``
+(a bare list of calls is accepted too).  OP is a hypercall: ``send``,
+``close``, ``unmask``, ``bind_vcpu`` (args ``port``, ``vcpu``),
+``alloc_unbound`` (``remote_dom``), ``bind_interdomain`` (``remote_dom``,
+``remote_port``), ``bind_ipi`` (``vcpu``), ``bind_virq`` (``virq``, ``vcpu``);
+or the guest's own shared_info write ``mask`` (set its mask bit) or ``clear``
+(clear its pending bit).  The port a bind/alloc call got is reported as the
+call's ``port``.
 
 Call i runs in time slot i, on the guest of domain CALLER; after every slot
-every guest dumps its whole table again.  The slots are fixed wall-clock
-windows measured on the physical counter, which all domains share, so calls
-happen in trace order as long as one slot is longer than the scheduling
-jitter (--slot-ms, 300 ms by default; a run takes about slots x slot-ms).
+every guest dumps its whole table again.  Slot 0 starts at an absolute time T0
+(2.5 s after QEMU starts) on the physical counter, which every domain shares,
+and slots are --slot-ms long (300 ms by default), so calls happen in trace
+order as long as one slot is longer than the scheduling jitter; a guest that
+starts after T0 makes the runner retry with a later T0.
 The result has the shape of `run --format json`: initial, calls (each with its
 rc and the changes it caused across all domains), final.
 """
@@ -26,8 +31,21 @@ from .dtbuild import BootPlan
 from .qemu import Command
 from .report import parse_guests, ports_json
 
-OP_NAMES = {"send": "send", "close": "close", "unmask": "unmask", "mask": "setmask",
-            "clear": "clear"}
+# trace op -> (guest op, argument names: the first goes to the guest's port field,
+# the second to its arg field; missing optional ones default to 0)
+OPS: dict[str, tuple[str, tuple[str, ...], tuple[str, ...]]] = {
+    "send": ("send", ("port",), ()),
+    "close": ("close", ("port",), ()),
+    "unmask": ("unmask", ("port",), ()),
+    "mask": ("setmask", ("port",), ()),
+    "clear": ("clear", ("port",), ()),
+    "alloc_unbound": ("alloc", (), ("remote_dom",)),
+    "bind_interdomain": ("bind", ("remote_port",), ("remote_dom",)),
+    "bind_ipi": ("ipi", (), ("vcpu",)),
+    "bind_virq": ("virq", ("virq",), ("vcpu",)),
+    "bind_vcpu": ("bind_vcpu", ("port",), ("vcpu",)),
+}
+OPTIONAL = {"vcpu"}
 
 
 @dataclass(frozen=True, slots=True)
@@ -35,6 +53,11 @@ class Call:
     caller: int
     op: str
     port: int
+    arg: int = 0
+    args: tuple[tuple[str, int], ...] = ()
+
+    def args_json(self) -> dict[str, int]:
+        return dict(self.args) if self.args else {"port": self.port}
 
 
 def load(path: str) -> list[Call]:
@@ -59,13 +82,21 @@ def parse(doc: Any, path: str = "<trace>") -> list[Call]:
         caller, op, args = item.get("caller"), item.get("op"), item.get("args") or {}
         if not isinstance(caller, int) or caller < 0:
             raise InputError(Span(path, 1, 1), f"{where}: caller must be a domid")
-        if op not in OP_NAMES:
+        if op not in OPS:
             raise InputError(Span(path, 1, 1),
-                             f"{where}: op must be one of {', '.join(sorted(OP_NAMES))}")
-        port = args.get("port") if isinstance(args, dict) else None
-        if not isinstance(port, int) or not 0 <= port < 1 << 32:
-            raise InputError(Span(path, 1, 1), f"{where}: args.port must be a port number")
-        out.append(Call(caller, op, port))
+                             f"{where}: op must be one of {', '.join(sorted(OPS))}")
+        if not isinstance(args, dict):
+            raise InputError(Span(path, 1, 1), f"{where}: args must be an object")
+        _, port_names, arg_names = OPS[op]
+        values: list[tuple[str, int]] = []
+        for name in (*port_names, *arg_names):
+            v = args.get(name, 0 if name in OPTIONAL else None)
+            if not isinstance(v, int) or isinstance(v, bool) or not 0 <= v < 1 << 32:
+                raise InputError(Span(path, 1, 1), f"{where}: args.{name} must be a number")
+            values.append((name, v))
+        port = values[0][1] if port_names else 0
+        arg = values[len(port_names)][1] if arg_names else 0
+        out.append(Call(caller, op, port, arg, tuple(values)))
     if len(out) > 64:
         raise InputError(Span(path, 1, 1), "at most 64 calls per trace")
     return out
@@ -75,7 +106,7 @@ def schedule(calls: list[Call]) -> tuple[dict[int, list[Command]], int]:
     """Per-domain command tables (call i in slot i) and the number of slots."""
     commands: dict[int, list[Command]] = {}
     for i, c in enumerate(calls):
-        commands.setdefault(c.caller, []).append(Command(i, OP_NAMES[c.op], c.port))
+        commands.setdefault(c.caller, []).append(Command(i, OPS[c.op][0], c.port, c.arg))
     return commands, len(calls)
 
 
@@ -113,16 +144,20 @@ def run_json(console: list[str], plan: BootPlan, boot: dict[str, Any],
     missing: list[str] = []
     for i, c in enumerate(calls):
         g = guests.get(c.caller)
-        rc = None
+        made: dict[str, Any] = {}
         if g is not None:
-            for made in g.calls:
-                if made["slot"] == i:
-                    rc = made["rc"]
+            for m in g.calls:
+                if m["slot"] == i:
+                    made = m
         before, after = _state(guests, i), _state(guests, i + 1)
-        if set(after) != set(before) or rc is None:
+        if set(after) != set(before) or "rc" not in made:
             missing.append(f"slot {i}")
-        doc["calls"].append({"caller": c.caller, "op": c.op, "args": {"port": c.port},
-                             "rc": rc, "changes": _changes(before, after)})
+        entry: dict[str, Any] = {"caller": c.caller, "op": c.op, "args": c.args_json(),
+                                 "rc": made.get("rc")}
+        if "out" in made:
+            entry["port"] = made["out"]
+        entry["changes"] = _changes(before, after)
+        doc["calls"].append(entry)
     final = _state(guests, len(calls))
     doc["final"] = {"format": 1, "outcome": boot.get("outcome"),
                     "domains": {d: {"name": names.get(d, f"d{d}"), "ports": ports}

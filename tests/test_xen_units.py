@@ -173,13 +173,13 @@ def test_compile_source_reports_dtc_errors(tmp_path: Path) -> None:
 
 def test_patch_guest_writes_the_config_block() -> None:
     image = b"\0" * 100 + b"EVTCFG01" + b"\0" * 2000
-    out = qemu.patch_guest(image, "0:domU1", flags=1, slot_ms=300, nslots=2,
+    out = qemu.patch_guest(image, "0:domU1", flags=1, slot_ms=300, nslots=2, t0_ms=2500,
                            cmds=[qemu.Command(1, "send", 10)])
     off = 100
     assert len(out) == len(image)
     assert out[off + 8:off + 16] == b"0:domU1\0"
-    assert struct.unpack_from("<4I", out, off + 40) == (1, 2, 300, 1)
-    assert struct.unpack_from("<4I", out, off + 56) == (1, qemu.OPS["send"], 10, 0)
+    assert struct.unpack_from("<5I", out, off + 40) == (1, 2, 300, 2500, 1)
+    assert struct.unpack_from("<4I", out, off + 60) == (1, qemu.OPS["send"], 10, 0)
 
 
 def test_patch_guest_needs_exactly_one_block() -> None:
@@ -192,10 +192,15 @@ def test_patch_guest_needs_exactly_one_block() -> None:
 def test_guest_source_matches_the_runner() -> None:
     """The C side's op numbers and flag are the ones the Python side writes."""
     src = (Path(qemu.__file__).parent / "guest" / "guest.c").read_text()
-    for name, num in {"OP_SEND": 1, "OP_CLOSE": 2, "OP_UNMASK": 3, "OP_SETMASK": 4,
-                      "OP_CLEAR": 5}.items():
-        assert f"#define {name} {num}" in src
-    assert qemu.OPS == {"send": 1, "close": 2, "unmask": 3, "setmask": 4, "clear": 5}
+    guest_names = {"send": "OP_SEND", "close": "OP_CLOSE", "unmask": "OP_UNMASK",
+                   "setmask": "OP_SETMASK", "clear": "OP_CLEAR", "alloc": "OP_ALLOC",
+                   "bind": "OP_BIND", "ipi": "OP_IPI", "virq": "OP_VIRQ",
+                   "bind_vcpu": "OP_BIND_VCPU"}
+    assert set(guest_names) == set(qemu.OPS)
+    for op, num in qemu.OPS.items():
+        assert f"#define {guest_names[op]} {num} " in src
+    for guest_op, _, _ in trace.OPS.values():
+        assert guest_op in qemu.OPS
     assert f"#define FLAG_NO_SHUTDOWN {qemu.FLAG_NO_SHUTDOWN}" in src
     assert f"#define MAX_CMDS {qemu.MAX_CMDS}" in src
 
@@ -326,11 +331,19 @@ def test_trace_parse_and_schedule() -> None:
     cmds, slots = trace.schedule(calls)
     assert slots == 2
     assert cmds == {1: [qemu.Command(0, "send", 10)], 2: [qemu.Command(1, "setmask", 3)]}
+    bind = trace.parse([{"caller": 2, "op": "bind_interdomain",
+                         "args": {"remote_dom": 1, "remote_port": 7}},
+                        {"caller": 2, "op": "bind_ipi", "args": {}}])
+    assert trace.schedule(bind)[0] == {2: [qemu.Command(0, "bind", 7, 1),
+                                           qemu.Command(1, "ipi", 0, 0)]}
+    assert bind[0].args_json() == {"remote_port": 7, "remote_dom": 1}
 
 
 @pytest.mark.parametrize("bad", [
     {"calls": [{"caller": -1, "op": "send", "args": {"port": 1}}]},
     {"calls": [{"caller": 1, "op": "bind", "args": {"port": 1}}]},
+    {"calls": [{"caller": 1, "op": "bind_interdomain", "args": {"remote_dom": 1}}]},
+    {"calls": [{"caller": 1, "op": "send", "args": {"port": True}}]},
     {"calls": [{"caller": 1, "op": "send", "args": {}}]},
     {"calls": "no"},
     [{"caller": 1, "op": "send", "args": {"port": 1}}] * 65,

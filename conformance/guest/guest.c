@@ -28,14 +28,20 @@ typedef unsigned char u8;
 
 #define CONSOLEIO_write 0            /* public/xen.h */
 #define DOMID_SELF 0x7FF0u           /* public/xen.h */
-#define EVTCHNOP_close 3             /* public/event_channel.h */
+#define EVTCHNOP_bind_interdomain 0  /* public/event_channel.h */
+#define EVTCHNOP_bind_virq 1
+#define EVTCHNOP_close 3
 #define EVTCHNOP_send 4
 #define EVTCHNOP_status 5
+#define EVTCHNOP_alloc_unbound 6
+#define EVTCHNOP_bind_ipi 7
+#define EVTCHNOP_bind_vcpu 8
 #define EVTCHNOP_unmask 9
 #define XENMEM_add_to_physmap 7      /* public/memory.h */
 #define XENMAPSPACE_shared_info 0
 #define SCHEDOP_yield 0              /* public/sched.h */
 #define SCHEDOP_shutdown 2
+#define SCHEDOP_poll 3
 #define SHUTDOWN_poweroff 0
 
 /* 2-level ABI on Arm: xen_ulong_t is 64-bit, 64 words of 64 bits = 4096 ports. */
@@ -61,6 +67,42 @@ struct evtchn_status {               /* 24 bytes, checked with offsetof */
 	} u;
 };
 
+struct evtchn_alloc_unbound {        /* 8 bytes */
+	u16 dom;
+	u16 remote_dom;
+	u32 port;                        /* OUT */
+};
+
+struct evtchn_bind_interdomain {     /* 12 bytes */
+	u16 remote_dom;
+	u16 pad;
+	u32 remote_port;
+	u32 local_port;                  /* OUT */
+};
+
+struct evtchn_bind_ipi {             /* 8 bytes */
+	u32 vcpu;
+	u32 port;                        /* OUT */
+};
+
+struct evtchn_bind_virq {            /* 12 bytes */
+	u32 virq;
+	u32 vcpu;
+	u32 port;                        /* OUT */
+};
+
+struct evtchn_bind_vcpu {            /* 8 bytes */
+	u32 port;
+	u32 vcpu;
+};
+
+struct sched_poll {                  /* 24 bytes: guest handle, count, absolute timeout */
+	u64 ports;
+	u32 nr_ports;
+	u32 pad;
+	u64 timeout;                     /* Xen system time in ns */
+};
+
 struct xen_add_to_physmap {          /* 24 bytes */
 	u16 domid;
 	u16 size;
@@ -71,11 +113,16 @@ struct xen_add_to_physmap {          /* 24 bytes */
 
 /* The per-domain command table; the host finds it by its magic and patches it. */
 #define MAX_CMDS 64
-#define OP_SEND 1
-#define OP_CLOSE 2
-#define OP_UNMASK 3
+#define OP_SEND 1                    /* EVTCHNOP_send */
+#define OP_CLOSE 2                   /* EVTCHNOP_close */
+#define OP_UNMASK 3                  /* EVTCHNOP_unmask */
 #define OP_SETMASK 4                 /* guest writes its own mask bit (no hypercall) */
 #define OP_CLEAR 5                   /* guest clears its own pending bit */
+#define OP_ALLOC 6                   /* alloc_unbound toward domain arg */
+#define OP_BIND 7                    /* bind_interdomain to (arg, port) */
+#define OP_IPI 8                     /* bind_ipi on vcpu arg */
+#define OP_VIRQ 9                    /* bind_virq virq=port on vcpu arg */
+#define OP_BIND_VCPU 10              /* bind_vcpu port to vcpu arg */
 #define FLAG_NO_SHUTDOWN 1           /* dom0: shutting it down would halt the machine */
 
 struct cmd {
@@ -91,6 +138,7 @@ struct guest_cfg {
 	u32 flags;
 	u32 nslots;                      /* number of time slots after the initial dump */
 	u32 slot_ms;                     /* length of one slot in milliseconds */
+	u32 t0_ms;                       /* slot 0 starts at this physical-counter time */
 	u32 ncmds;
 	struct cmd cmds[MAX_CMDS];
 };
@@ -102,6 +150,7 @@ volatile struct guest_cfg guest_cfg = {
 	.flags = 0,
 	.nslots = 0,
 	.slot_ms = 0,
+	.t0_ms = 0,
 	.ncmds = 0,
 };
 
@@ -228,6 +277,7 @@ static void set_bit_of(u64 off, u32 port, int value)
 }
 
 static int shinfo_mapped;
+static u64 ticks_per_ms;
 
 /* One line per port that is in use or has an event bit set, then a summary. */
 static void dump(u32 phase)
@@ -280,21 +330,36 @@ static void dump(u32 phase)
 	}
 	begin("end");
 	put_kv("phase", phase);
+	if (ticks_per_ms)
+		put_kv("t_ms", (s64)(read_cntpct() / ticks_per_ms));
 	flush();
 }
 
-static u64 ticks_per_ms;
-
+/*
+ * Sleep until the physical counter reaches T.  Busy-waiting (even with
+ * SCHEDOP_yield) let one domain starve the others for seconds under credit2
+ * on a loaded host, so the guest blocks in SCHEDOP_poll on no ports with a
+ * timeout.  Xen's system time counts from Xen's boot, slightly after the
+ * counter's zero, so the timer fires a little late: the same for every
+ * domain, and the loop re-checks the counter anyway.  An event sent to the
+ * domain meanwhile only makes it poll again.
+ */
 static void wait_until(u64 t)
 {
-	while (read_cntpct() < t)
-		xen_hypercall(HC_sched_op, SCHEDOP_yield, 0, 0);
+	while (read_cntpct() < t) {
+		struct sched_poll poll = {0};
+		poll.timeout = t * 1000000ul / ticks_per_ms;
+		if (xen_hypercall(HC_sched_op, SCHEDOP_poll, (s64)&poll, 0) != 0)
+			xen_hypercall(HC_sched_op, SCHEDOP_yield, 0, 0);
+	}
 }
 
 static void run_cmd(u32 slot, volatile struct cmd *c)
 {
 	s64 rc;
 	u32 port = c->port;
+	u32 out = 0;
+	int has_out = 0;
 	begin("call");
 	put_kv("slot", slot);
 	switch (c->op) {
@@ -326,13 +391,64 @@ static void run_cmd(u32 slot, volatile struct cmd *c)
 		rc = 0;
 		put_s(" op=clear");
 		break;
+	case OP_ALLOC: {
+		struct evtchn_alloc_unbound a = {0};
+		a.dom = DOMID_SELF;
+		a.remote_dom = (u16)c->arg;
+		rc = evtchn_op(EVTCHNOP_alloc_unbound, &a);
+		out = a.port;
+		has_out = 1;
+		put_s(" op=alloc_unbound");
+		break;
+	}
+	case OP_BIND: {
+		struct evtchn_bind_interdomain b = {0};
+		b.remote_dom = (u16)c->arg;
+		b.remote_port = port;
+		rc = evtchn_op(EVTCHNOP_bind_interdomain, &b);
+		out = b.local_port;
+		has_out = 1;
+		put_s(" op=bind_interdomain");
+		break;
+	}
+	case OP_IPI: {
+		struct evtchn_bind_ipi b = {0};
+		b.vcpu = c->arg;
+		rc = evtchn_op(EVTCHNOP_bind_ipi, &b);
+		out = b.port;
+		has_out = 1;
+		put_s(" op=bind_ipi");
+		break;
+	}
+	case OP_VIRQ: {
+		struct evtchn_bind_virq b = {0};
+		b.virq = port;
+		b.vcpu = c->arg;
+		rc = evtchn_op(EVTCHNOP_bind_virq, &b);
+		out = b.port;
+		has_out = 1;
+		put_s(" op=bind_virq");
+		break;
+	}
+	case OP_BIND_VCPU: {
+		struct evtchn_bind_vcpu b = {0};
+		b.port = port;
+		b.vcpu = c->arg;
+		rc = evtchn_op(EVTCHNOP_bind_vcpu, &b);
+		put_s(" op=bind_vcpu");
+		break;
+	}
 	default:
 		rc = -1;
 		put_s(" op=unknown");
 		break;
 	}
 	put_kv("port", port);
+	put_kv("arg", c->arg);
 	put_kv("rc", rc);
+	if (has_out && rc == 0)
+		put_kv("out", out);
+	put_kv("t_ms", (s64)(read_cntpct() / ticks_per_ms));
 	flush();
 }
 
@@ -349,6 +465,7 @@ void guest_main(void)
 	put_kv("flags", guest_cfg.flags);
 	put_kv("slots", guest_cfg.nslots);
 	put_kv("cmds", guest_cfg.ncmds);
+	put_kv("t_ms", (s64)(read_cntpct() / (read_cntfrq() / 1000)));
 	flush();
 
 	xatp.domid = DOMID_SELF;
@@ -364,11 +481,18 @@ void guest_main(void)
 	flush();
 
 	ticks_per_ms = read_cntfrq() / 1000;
-	start = read_cntpct();
 	dump(0);
 
+	/* The physical counter is the same for every domain (it counts from QEMU's
+	 * start), so an absolute T0 lines the slots of all domains up. */
+	start = (u64)guest_cfg.t0_ms * ticks_per_ms;
+	if (guest_cfg.nslots && read_cntpct() >= start) {
+		begin("late");
+		put_kv("t_ms", (s64)(read_cntpct() / ticks_per_ms));
+		flush();
+	}
 	for (slot = 0; slot < guest_cfg.nslots && slot < 256; slot++) {
-		u64 slot_start = start + (u64)(slot + 1) * guest_cfg.slot_ms * ticks_per_ms;
+		u64 slot_start = start + (u64)slot * guest_cfg.slot_ms * ticks_per_ms;
 		wait_until(slot_start);
 		for (i = 0; i < guest_cfg.ncmds && i < MAX_CMDS; i++)
 			if (guest_cfg.cmds[i].slot == slot)
@@ -384,6 +508,9 @@ void guest_main(void)
 		u32 reason = SHUTDOWN_poweroff;
 		xen_hypercall(HC_sched_op, SCHEDOP_shutdown, (s64)&reason, 0);
 	}
-	for (;;)
-		xen_hypercall(HC_sched_op, SCHEDOP_yield, 0, 0);
+	for (;;) {                       /* dom0: sleep, never spin, until QEMU is stopped */
+		struct sched_poll poll = {0};
+		if (xen_hypercall(HC_sched_op, SCHEDOP_poll, (s64)&poll, 0) != 0)
+			xen_hypercall(HC_sched_op, SCHEDOP_yield, 0, 0);
+	}
 }
