@@ -6,6 +6,19 @@ fast enough: see the project's perf notes). dtc's lexer-level features live in t
 stack of buffers), and cpp line markers (`# 12 "file.dtsi" 1`) remap positions. Each
 buffer gets its own range of "virtual" line numbers, so a token's line alone says which
 file and real line it came from (a bisect in a small table, only when a span is made).
+
+Spans: line and column are 1-based; `end_line`/`end_column` point just past the last
+character (exclusive), so a one-character token at column 5 ends at column 6. A Piece's
+span is exactly its literal (`0x10`, `(1 + 2)`, `&lbl`, `"str"`, `[00 11]`).
+
+For /include/ and /incbin/ the search is dtc's: next to the file holding the directive,
+then each include dir. With cpp the main text is cpp's output; its line markers name the
+user's files, and the "next to" directory is the original file's (as Linux passes
+`-i $(dir $<)` to dtc).
+
+Inputs over 1 MiB leave their tree in the garbage collector's permanent generation
+(`gc.freeze()`): a 100k-channel tree is millions of objects, and rescanning them in every
+later full collection costs more than the parse. `gc.unfreeze()` undoes it.
 """
 
 from __future__ import annotations
