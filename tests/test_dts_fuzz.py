@@ -195,3 +195,38 @@ def _with_symbols(data: bytes) -> Tree | InputError:
         return parse_dts(data, "fuzz.dts", symbols=True)
     except InputError as exc:
         return exc
+
+
+# ---- integer expressions: dtc's 64-bit semantics, operator by operator ----
+_OPS = ["?:", "||", "&&", "|", "^", "&", "==", "!=", "<", ">", "<=", ">=", "<<", ">>",
+        "+", "-", "*", "/", "%"]
+_LEAVES = ["0", "1", "2", "3", "7", "63", "64", "0xff", "0x80000000", "0xffffffff",
+           "0x7fffffffffffffff", "0x8000000000000000", "0xffffffffffffffff", "'a'", "010"]
+
+expr = st.recursive(
+    st.sampled_from(_LEAVES),
+    lambda sub: st.one_of(
+        st.tuples(st.sampled_from(["-", "~", "!"]), sub).map(lambda t: f"({t[0]}{t[1]})"),
+        st.tuples(st.sampled_from(_OPS[1:]), sub, sub).map(lambda t: f"({t[1]} {t[0]} {t[2]})"),
+        st.tuples(sub, sub, sub).map(lambda t: f"({t[0]} ? {t[1]} : {t[2]})"),
+    ),
+    max_leaves=8,
+)
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(expr, min_size=1, max_size=12), st.sampled_from([8, 16, 32, 64]))
+def test_expressions_agree_with_dtc(exprs: list[str], bits: int) -> None:
+    mask = (1 << bits) - 1
+    # masked, so that most files are in range; one unmasked to see range errors too
+    props = "".join(f"\tp{i} = /bits/ {bits} <({e} & {mask:#x})>;\n" for i, e in enumerate(exprs))
+    props += f"\traw = /bits/ {bits} <{exprs[0]}>;\n"
+    data = f"/dts-v1/;\n/ {{\n{props}}};\n".encode()
+    got = outcome(data)
+    ref = subprocess.run([DTC, "-q", "-I", "dts", "-O", "dtb", "-o", "-", "-"], input=data,
+                         capture_output=True, check=False, timeout=60)
+    if ref.returncode == 0:
+        assert isinstance(got, Tree), f"dtc accepts, we reject: {got}\n{data.decode()}"
+        assert write_dtb(got) == ref.stdout, data.decode()
+    else:
+        assert isinstance(got, InputError), f"dtc rejects: {ref.stderr!r}\n{data.decode()}"
