@@ -93,7 +93,7 @@ def chosen(out: list[str], domains: int, channels: int, collisions: int,
                '\t\txen,xen-bootargs = "console=dtuart dtuart=serial0";\n'
                '\t\tstdout-path = "serial0:115200n8";\n')
     for d in range(domains):
-        base = 0x50000000 + d * 0x200000
+        base = 0x50000000 + d * 0x10000  # stays below 4 GiB for 2,048 domains
         out.append(
             f"\t\tdomU{d + 1} {{\n\t\t\tcompatible = \"xen,domain\";\n"
             f"\t\t\t#address-cells = <1>;\n\t\t\t#size-cells = <1>;\n"
@@ -101,7 +101,7 @@ def chosen(out: list[str], domains: int, channels: int, collisions: int,
             f'\t\t\txen,enhanced = "no-xenstore";\n'
             f"\t\t\tmodule@{base:x} {{\n"
             f'\t\t\t\tcompatible = "multiboot,kernel", "multiboot,module";\n'
-            f"\t\t\t\treg = <{base:#x} 0x200000>;\n"
+            f"\t\t\t\treg = <{base:#x} 0x10000>;\n"
             f'\t\t\t\tbootargs = "console=ttyAMA0";\n\t\t\t}};'
         )
         out.extend(nodes[d])

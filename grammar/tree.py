@@ -165,15 +165,13 @@ class Tree:
         return self.root.walk()
 
     def find(self, path: str) -> Node | None:
-        """The node at an absolute path; a component without `@unit` matches a unique
-        node of that base name, as dtc's path lookup does."""
+        """The node at an absolute path, names matched exactly (as dtc's
+        get_node_by_path does for `&{/path}`)."""
         if not path.startswith("/"):
             return None
         node = self.root
         for comp in (c for c in path.split("/") if c):
             nxt = node.children.get(comp)
-            if nxt is None and "@" not in comp:
-                nxt = next((c for c in node.children.values() if c.basename == comp), None)
             if nxt is None:
                 return None
             node = nxt
