@@ -206,9 +206,10 @@ class Domain:
             return -EINVAL
         self.evtchn_from_port(0).state = ECS_RESERVED
         self.active_evtchns = 0
-        for v in range(max(self.max_vcpus, 1)):
-            self.evtchn_pending_sel.setdefault(v, 0)
-            self.evtchn_upcall_pending.setdefault(v, False)
+        # vCPU 0 always exists (notify_vcpu_id defaults to 0); other vCPUs' words
+        # are created when first touched (a huge `cpus` must not cost memory here).
+        self.evtchn_pending_sel.setdefault(0, 0)
+        self.evtchn_upcall_pending.setdefault(0, False)
         return 0
 
     # -- 2-level ABI (xen/common/event_2l.c) ---------------------------------

@@ -143,3 +143,36 @@ def test_error_iff_panic_or_missing_channel_on_mutated_real_trees(path: Path,
     res = check(cfg)
     missing = [e for e in cfg.endpoints if id(e.node) not in real.realised]
     assert (res.errors > 0) == (real.outcome == "panic" or bool(missing))
+
+
+PROP_NAMES = ["xen,evtchn", "compatible", "cpus", "memory", "xen,enhanced", "reg", "phandle",
+              "linux,phandle", "direct-map", "capabilities", "#address-cells"]
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(st.tuples(st.integers(min_value=0, max_value=30), st.sampled_from(PROP_NAMES),
+                          st.binary(max_size=20)), max_size=40),
+       st.sampled_from(["auto", "xen", "seed"]), st.sampled_from(["4.17", "4.21"]))
+def test_hostile_property_values_never_crash(edits: list[tuple[int, str, bytes]], dialect: str,
+                                             xen: str) -> None:
+    """Arbitrary bytes in every property the model reads: boot, check, table and
+    every renderer finish (a bad tree is a finding, never an exception)."""
+    from evtchn_spec import report
+    from evtchn_spec import table as tbl
+
+    s = System(dom0=bool(len(edits) % 2))
+    doms = [s.domu(f"d{i}") for i in range(3)]
+    nodes = [s.root, s.chosen, *doms]
+    for i, d in enumerate(doms):
+        nodes.append(s.evtchn(d, f"evtchn@{i}"))
+        nodes.append(s.node(d, f"module@{i + 7}"))
+    for idx, name, value in edits:
+        s.prop(nodes[idx % len(nodes)], name, value)
+    cfg = s.config(xen=xen, dialect=dialect)
+    res = check(cfg, strict=True)
+    report.to_text(res, colour=True)
+    report.to_json(res)
+    report.to_sarif(res)
+    b = boot(cfg, trace=True)
+    b.to_json()
+    tbl.to_text(tbl.rows(res.boot))
