@@ -178,13 +178,13 @@ def _endpoints(cfg: Config, res: BootResult, out: _Collector) -> None:
         if not ep.v1:
             out.add(R.XEN_COMPAT,
                     f"{node.path} is not compatible with xen,evtchn-v1: Xen skips it and "
-                    "no channel is made from it", [_compat_loc(ep)],
+                    "no channel is made from it", [_compat_loc(ep), *_peer_locs(cfg, ep)],
                     'write compatible = "xen,evtchn-v1" (on both ends)', d)
         elif nid not in res.walked:
             out.add(R.XEN_NOT_WALKED,
                     f"Xen never visits {node.path} ({_why_not_walked(cfg, res, ep)}), and no "
-                    "visited node names it: no channel is made from it", [loc(node)],
-                    _placement_hint(cfg, ep), d)
+                    "visited node names it: no channel is made from it",
+                    [loc(node), *_peer_locs(cfg, ep)], _placement_hint(cfg, ep), d)
 
 
 def _seed_domain_locs(cfg: Config, ep: Endpoint) -> list[Loc]:
