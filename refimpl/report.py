@@ -38,11 +38,13 @@ def to_text(result: CheckResult, colour: bool = False) -> str:
         return f"{_COLOURS[kind]}{text}{_COLOURS['reset']}" if colour else text
 
     lines: list[str] = []
+    mixed = result.config.dialects_used == "mixed"
     for f in result.findings:
         first = f.locations[0] if f.locations else None
         head = f"{first}: " if first is not None else ""
+        tag = f" ({f.dialect} dialect)" if mixed and f.dialect else ""
         lines.append(f"{c('bold', head)}{c(f.severity, f.severity)}"
-                     f"{c('bold', f'[{f.rule}]')}: {f.message}")
+                     f"{c('bold', f'[{f.rule}]')}: {f.message}{tag}")
         for lc in f.locations:
             lines.append(f"  {lc}: {c('note', 'note')}: {lc.node}")
         if f.hint:
