@@ -251,11 +251,12 @@ class Config:
     @classmethod
     def from_tree(cls, tree: Tree, profile: XenProfile | None = None,
                   dialect: str = "auto") -> Config:
+        # dt_find_node_by_path("/chosen"): the first node whose full name matches,
+        # compared with strcasecmp
+        chosen = next((c for c in tree.root.children.values() if c.name.lower() == "chosen"),
+                      None)
         cfg = cls(tree=tree, profile=profile or xen_profile("4.17"), dialect_mode=dialect,
-                  chosen=tree.root.children.get("chosen"))
-        if cfg.chosen is None:
-            cfg.chosen = next((c for c in tree.root.children.values()
-                               if c.basename == "chosen" and c.unit_address is None), None)
+                  chosen=chosen)
         cfg._scan()
         cfg._domains()
         cfg._classify_endpoints()
