@@ -241,12 +241,6 @@ class Config:
         (phandle 0 finds the first node without one, normally the root)."""
         return self.by_phandle.get(ph)
 
-    def domain_of_node(self, node: Node) -> DomainSpec | None:
-        for d in self.domains:
-            if d.node is node:
-                return d
-        return None
-
     # -- construction ----------------------------------------------------------
     @classmethod
     def from_tree(cls, tree: Tree, profile: XenProfile | None = None,
