@@ -191,6 +191,7 @@ class _Boot:
         self.step("is_dom0less_mode: false (a dom0 kernel, or no domU kernel): build dom0")
         spec = cfg.domains[0]
         self.state.domain_create(0, spec.name, spec.max_evtchn_port)
+        self.state.control.add(0)  # CDF_privileged
         self.res.domains.append(spec)
         self.hwdom = 0
         self.xs_domid = 0
@@ -254,6 +255,8 @@ class _Boot:
             self.res.domains.append(spec)
             if prof.late_xenstore and spec.capabilities & 2 and self.hwdom is None:
                 self.hwdom = spec.domid
+            if prof.late_xenstore and spec.capabilities & 1:
+                self.state.control.add(spec.domid)  # DOMAIN_CAPS_CONTROL: CDF_privileged
             self.step(f"create_domUs: {node.path} -> d{spec.domid} ({name}), "
                       f"max_evtchn_port {spec.effective_max_port}, port 0 reserved")
             # construct_domU
@@ -607,6 +610,8 @@ def boot(cfg: Config, *, keep_going: bool = False, trace: bool = False) -> BootR
     if res.failures:
         res.outcome = "panic"
         res.failure = res.failures[0]
+    else:
+        res.state.booting = False  # xsm_set_system_active, then the domains run
     return res
 
 

@@ -16,8 +16,9 @@ What is modelled, and why:
   * the 2-level bits: shared_info.evtchn_pending / evtchn_mask, the per-vCPU
     selector evtchn_pending_sel and evtchn_upcall_pending.
 
-Not modelled: -ENOMEM (Xen's heap), XSM policies other than the dummy one (the
-idle domain is privileged during boot, so boot-time calls pass XSM_TARGET), PIRQs.
+XSM: the dummy policy and SILO (Debian's default) for alloc_unbound and
+bind_interdomain; during boot `current` is the idle domain, which is privileged,
+so boot-time calls always pass. Not modelled: -ENOMEM (Xen's heap), FLASK, PIRQs.
 """
 
 from __future__ import annotations
@@ -61,6 +62,12 @@ SIZEOF_STRUCT_EVTCHN = 64
 EVTCHNS_PER_BUCKET = PAGE_SIZE // SIZEOF_STRUCT_EVTCHN
 INT_MAX = 0x7FFFFFFF
 DOMID_SELF = 0x7FF0
+DOMID_IDLE = 0x7FFF  # `current` while Xen boots
+
+# XSM policies: Debian's 4.17 build defaults to SILO (CONFIG_XSM_SILO_DEFAULT=y,
+# observed in /boot/xen-4.17-arm64.config by the conformance runs); "dummy" is
+# upstream's default.
+XSM_POLICIES = ("silo", "dummy")
 
 # max_evtchn_port values the domain builders pass to domain_create
 # (xen/arch/arm/domain_build.c in 4.17: create_domUs 1023, create_dom0 -1).
@@ -168,7 +175,9 @@ class Domain:
         while port <= self.max_evtchn_port:
             rc = self.evtchn_allocate_port(port)
             if rc == 0:
-                self._free_hint = port + 1
+                # every port below is in use; `port` itself may stay FREE if the
+                # caller fails after this (check_free_port), so it is not skipped
+                self._free_hint = port
                 return port
             if rc != -EBUSY:
                 return rc
@@ -295,12 +304,44 @@ class Domain:
 
 
 class XenState:
-    """All domains' event-channel state, and the hypercall-level primitives."""
+    """All domains' event-channel state, and the hypercall-level primitives.
 
-    __slots__ = ("domains",)
+    `control` holds the privileged (control) domains; while `booting`, the idle
+    domain that runs the boot code is privileged too (xsm_set_system_active clears
+    that just before the domains are unpaused).
+    """
 
-    def __init__(self) -> None:
+    __slots__ = ("booting", "control", "domains", "xsm")
+
+    def __init__(self, xsm: str = "silo") -> None:
         self.domains: dict[int, Domain] = {}
+        self.xsm = xsm
+        self.control: set[int] = set()
+        self.booting = True
+
+    # -- XSM (xen/include/xsm/dummy.h, xen/xsm/silo.c) -----------------------------
+    def is_control_domain(self, domid: int) -> bool:
+        return domid in self.control or (domid == DOMID_IDLE and self.booting)
+
+    def _silo_mode_dom_check(self, current: int, ldom: int, rdom: int) -> bool:
+        return (self.is_control_domain(current) or self.is_control_domain(ldom)
+                or self.is_control_domain(rdom) or ldom == rdom)
+
+    def xsm_evtchn_unbound(self, current: int, d1: int, id2: int) -> int:
+        """XSM_TARGET under the dummy policy (the caller acts on itself, or is
+        privileged); SILO first requires a control domain on either side, or d1 == d2."""
+        if self.xsm == "silo":
+            if id2 not in self.domains:
+                return -ESRCH
+            if not self._silo_mode_dom_check(current, d1, id2):
+                return -EPERM
+        return 0 if current == d1 or self.is_control_domain(current) else -EPERM
+
+    def xsm_evtchn_interdomain(self, current: int, ld: int, rd: int) -> int:
+        """XSM_HOOK under the dummy policy (always 0); SILO as for unbound."""
+        if self.xsm == "silo" and not self._silo_mode_dom_check(current, ld, rd):
+            return -EPERM
+        return 0
 
     def domain_create(self, domid: int, name: str, max_evtchn_port: int,
                       max_vcpus: int = 1) -> tuple[int, Domain | None]:
@@ -316,13 +357,12 @@ class XenState:
         return self.domains.get(domid)
 
     def evtchn_alloc_unbound(self, dom: int, remote_dom: int, port: int,
-                             current: int = DOMID_SELF,
+                             current: int = DOMID_IDLE,
                              node: str | None = None) -> tuple[int, int]:
         """evtchn_alloc_unbound(alloc, port) -> (rc, alloc.port).
 
         `current` is the calling domain (DOMID_SELF in `remote_dom` resolves to
-        it). Boot-time callers run as the idle domain, privileged during boot, so
-        the XSM_TARGET check passes and is not modelled.
+        it); boot-time callers run as the idle domain, privileged during boot.
         """
         d = self.domains.get(dom)
         if d is None:
@@ -331,14 +371,20 @@ class XenState:
         if rc < 0:
             return rc, 0
         port = rc
+        rdom = current if remote_dom == DOMID_SELF else remote_dom
+        rc = self.xsm_evtchn_unbound(current, dom, rdom)
+        if rc:
+            d.check_free_port(port)
+            return rc, 0
         ch = d.evtchn_from_port(port)
         ch.state = ECS_UNBOUND
-        ch.remote_domid = current if remote_dom == DOMID_SELF else remote_dom
+        ch.remote_domid = rdom
         ch.static_node = node
         return 0, port
 
     def evtchn_bind_interdomain(self, ld: int, remote_dom: int, remote_port: int,
-                                lport: int, node: str | None = None) -> tuple[int, int]:
+                                lport: int, node: str | None = None,
+                                current: int = DOMID_IDLE) -> tuple[int, int]:
         """evtchn_bind_interdomain(bind, ld, lport) -> (rc, bind.local_port).
 
         Order of checks as in Xen: remote domain (-ESRCH), then the local port
@@ -361,6 +407,10 @@ class XenState:
         if rchn is None or rchn.state != ECS_UNBOUND or rchn.remote_domid != ld:
             d.check_free_port(lport)
             return -EINVAL, 0
+        rc = self.xsm_evtchn_interdomain(current, ld, remote_dom)
+        if rc:
+            d.check_free_port(lport)
+            return rc, 0
         lchn = d.evtchn_from_port(lport)
         lchn.remote_dom, lchn.remote_port = remote_dom, remote_port
         lchn.state = ECS_INTERDOMAIN

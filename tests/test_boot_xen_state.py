@@ -9,6 +9,7 @@ from evtchn_spec.xen_state import (
     ECS_RESERVED,
     EINVAL,
     ENOSPC,
+    EPERM,
     ESRCH,
     EVTCHN_2L_NR_CHANNELS,
     EVTCHNS_PER_BUCKET,
@@ -118,16 +119,19 @@ def test_masked_port_gets_pending_without_upcall_and_unmask_reraises() -> None:
     assert b.evtchn_2l_unmask(11) is False  # mask already clear: no re-raise
 
 
-@settings(max_examples=60, deadline=None)
-@given(st.lists(st.integers(min_value=0, max_value=1100), max_size=40))
-def test_allocation_matches_a_naive_model(requests: list[int]) -> None:
-    """Any sequence of evtchn_get_port calls: rc as a set-based model says, the
-    lowest free port for 0, and valid_evtchns the bucket-rounded high-water mark."""
+@settings(max_examples=80, deadline=None)
+@given(st.lists(st.tuples(st.integers(min_value=0, max_value=1100), st.booleans()),
+                max_size=40))
+def test_allocation_matches_a_naive_model(requests: list[tuple[int, bool]]) -> None:
+    """Any sequence of evtchn_get_port calls, each either kept (the caller makes
+    the port UNBOUND) or abandoned (the caller fails: check_free_port): rc as a
+    set-based model says, the lowest free port for 0, and valid_evtchns the
+    bucket-rounded high-water mark."""
     d = Domain(1, "a")
     d.evtchn_init(DOMU_MAX_EVTCHN_PORT)
     used = {0}
     high = EVTCHNS_PER_BUCKET
-    for port in requests:
+    for port, keep in requests:
         rc = d.evtchn_get_port(port)
         if port == 0:
             want = min(p for p in range(DOMU_MAX_EVTCHN_PORT + 2) if p not in used)
@@ -144,8 +148,36 @@ def test_allocation_matches_a_naive_model(requests: list[int]) -> None:
             continue
         else:
             assert rc == port
-        d.evtchn_from_port(port).state = 2  # what alloc_unbound does next
-        used.add(port)
         high = max(high, (port // EVTCHNS_PER_BUCKET + 1) * EVTCHNS_PER_BUCKET)
-        assert d.valid_evtchns == high
+        assert d.valid_evtchns == high  # buckets stay even if the caller fails
+        if keep:
+            d.evtchn_from_port(port).state = 2  # what alloc_unbound does next
+            used.add(port)
+        else:
+            d.check_free_port(port)
     assert d.active_evtchns == len(used) - 1
+
+
+def test_silo_forbids_domu_to_domu_at_run_time_but_not_at_boot() -> None:
+    """Debian's 4.17 defaults to XSM SILO: after boot a domU may not open a channel
+    toward another domU (-EPERM), but may toward dom0; boot code runs as the
+    privileged idle domain, so static domU<->domU channels are made."""
+    s = XenState(xsm="silo")
+    for domid in (0, 1, 2):
+        s.domain_create(domid, f"d{domid}", DOMU_MAX_EVTCHN_PORT)
+    s.control.add(0)
+    assert s.evtchn_alloc_unbound(1, 2, 5) == (0, 5)  # current = idle, booting
+    assert s.evtchn_bind_interdomain(2, 1, 5, 6) == (0, 6)
+    s.booting = False
+    assert s.evtchn_alloc_unbound(1, 2, 0, current=1) == (-EPERM, 0)
+    assert s.evtchn_alloc_unbound(1, 0, 0, current=1) == (0, 1)
+    assert s.evtchn_bind_interdomain(0, 1, 1, 0, current=0) == (0, 1)
+    assert s.evtchn_alloc_unbound(2, 0, 0, current=1) == (-EPERM, 0)  # not its own
+    s.evtchn_alloc_unbound(2, 1, 7, current=2)  # refused, nothing allocated
+    assert s.domains[2].state_of(7) == 0
+    dummy = XenState(xsm="dummy")
+    for domid in (1, 2):
+        dummy.domain_create(domid, f"d{domid}", DOMU_MAX_EVTCHN_PORT)
+    dummy.booting = False
+    assert dummy.evtchn_alloc_unbound(1, 2, 0, current=1) == (0, 1)
+    assert dummy.evtchn_bind_interdomain(2, 1, 1, 0, current=2) == (0, 1)
