@@ -10,6 +10,11 @@ from pathlib import Path
 import pytest
 from evtchn_spec import rules as R
 from evtchn_spec.check import CheckResult, check
+from evtchn_spec.config import Config, xen_profile
+from evtchn_spec.grammar import load
+from evtchn_spec.grammar.dtb import write_dtb
+from evtchn_spec.grammar.dump import to_dts
+from evtchn_spec.grammar.errors import InputError
 from evtchn_spec.grammar.tree import Node
 from evtchn_spec.policy import Policy
 from test_boot_model import System, cells, strings
@@ -416,3 +421,39 @@ def test_strict_turns_warnings_into_errors() -> None:
     assert check(s.config()).verdict() == "ok"
     res = check(s.config(), strict=True)
     assert res.verdict() == "violations" and {f.severity for f in res.findings} == {"error"}
+
+
+@pytest.mark.parametrize("rule_id", sorted(CASES))
+def test_rule_locations_through_the_dts_front_end(rule_id: str, tmp_path: Path) -> None:
+    """The breaking tree written as DTS and read back by the real parser: the
+    finding's every location is a line of that DTS that opens the named node or
+    sets one of its properties."""
+    s, _nodes, opts = CASES[rule_id](True)
+    text = to_dts(s.tree())
+    path = tmp_path / f"{rule_id}.dts"
+    path.write_text(text)
+    if rule_id == R.XEN_DUP_PHANDLE:
+        # Both front ends refuse duplicated phandles, as dtc does (exit 2), though
+        # Xen would boot such a DTB: the rule only fires for trees built in memory.
+        blob = tmp_path / f"{rule_id}.dtb"
+        blob.write_bytes(write_dtb(s.tree()))
+        for p in (path, blob):
+            with pytest.raises(InputError, match="duplicated phandle"):
+                load(p)
+        return
+    tree = load(path)
+    cfg = Config.from_tree(tree, xen_profile(opts.get("xen", "4.17")),
+                           opts.get("dialect", "auto"))
+    policy = Policy(False, frozenset(), "p.toml") if opts.get("policy") == "deny" else None
+    res = check(cfg, policy=policy)
+    hits = [f for f in res.findings if f.rule == rule_id]
+    assert hits
+    lines = text.splitlines()
+    for lc in hits[0].locations:
+        assert lc.file == str(path)
+        node = tree.find(lc.node)
+        assert node is not None, lc.node
+        src = lines[lc.line - 1].strip()
+        opens = src.startswith(f"{node.name} {{") or (node.parent is None and src == "/ {")
+        sets = any(src.startswith(f"{p} =") or src == f"{p};" for p in node.properties)
+        assert opens or sets, (lc, src)
