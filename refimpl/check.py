@@ -74,6 +74,7 @@ def check(cfg: Config, policy: object | None = None, strict: bool = False) -> Ch
     for q in res.quirks:
         out.add(q.rule, q.message, q.locations, q.hint, "xen")
     _endpoints(cfg, res, out)
+    _enhanced_values(cfg, out)
     _dup_phandles(cfg, out)
     _sparse(res, out)
     if policy is not None:
@@ -144,6 +145,15 @@ def _endpoints(cfg: Config, res: BootResult, out: _Collector) -> None:
                         "move it directly under /chosen", d)
             continue
         # xen dialect
+        status = node.properties.get("status")
+        if (status is not None and status.value.rstrip(b"\0") not in (b"okay", b"ok")
+                and (realised or ep.v1)):
+                out.add(R.XEN_STATUS_IGNORED,
+                        f"{node.path} has status = {status.value.rstrip(bytes(1))!r}, which "
+                        "alloc_domain_evtchn never reads: the channel is made anyway",
+                        [loc(node, status.span)],
+                        "remove the node (and its peer) to drop the channel, or remove "
+                        "the status property", d)
         if ep.seed_compat and not ep.v1:
             out.add(R.XEN_SEED_MIX,
                     f'{node.path} says compatible = "xen,evtchn" (the seed design and the '
@@ -185,6 +195,24 @@ def _endpoints(cfg: Config, res: BootResult, out: _Collector) -> None:
                     f"Xen never visits {node.path} ({_why_not_walked(cfg, res, ep)}), and no "
                     "visited node names it: no channel is made from it",
                     [loc(node), *_peer_locs(cfg, ep)], _placement_hint(cfg, ep), d)
+
+
+def _enhanced_values(cfg: Config, out: _Collector) -> None:
+    known = {"enabled", "disabled", "no-xenstore", "absent", "empty", "unterminated"}
+    if cfg.profile.late_xenstore:
+        known.add("legacy")
+    for spec in cfg.domains:
+        if spec.node is None or spec.enhanced in known:
+            continue
+        prop = spec.node.properties["xen,enhanced"]
+        out.add(R.DOM_ENHANCED_VALUE,
+                f'{spec.node.path}: xen,enhanced = "{spec.enhanced}" is not a value Xen '
+                f'{cfg.profile.name} knows ("enabled", "disabled", "no-xenstore"'
+                + (', "legacy"' if cfg.profile.late_xenstore else "")
+                + "); construct_domU reads it as not enhanced: no xenstore, no PV "
+                "interfaces", [loc(spec.node, prop.span)],
+                'write "no-xenstore" (static channels only) or "enabled", or remove the '
+                "property", None)
 
 
 def _seed_domain_locs(cfg: Config, ep: Endpoint) -> list[Loc]:

@@ -41,6 +41,9 @@ DOM_MEMORY = _r("DOM-MEMORY", "error", "xen,domain node without a 64-bit `memory
 DOM_KERNEL = _r("DOM-KERNEL", "error", "xen,domain node without a kernel boot module")
 DOM_XENSTORE = _r("DOM-XENSTORE", "error",
                   "xen,enhanced asks for xenstore but there is no xenstore domain (dom0)")
+DOM_ENHANCED_VALUE = _r("DOM-ENHANCED-VALUE", "warning",
+                        "an xen,enhanced value this Xen version does not know: "
+                        "read as not enhanced")
 DOM_CAPS = _r("DOM-CAPS", "error", "invalid `capabilities` (Xen 4.21+)")
 
 # -- the merged binding, as alloc_static_evtchn / alloc_domain_evtchn walk it -----
@@ -68,6 +71,8 @@ XEN_DOMAIN_UNKNOWN = _r("XEN-DOMAIN-UNKNOWN", "error",
                         "an endpoint whose parent belongs to no domain Xen created")
 XEN_DOM0_IMPLICIT = _r("XEN-DOM0-IMPLICIT", "warning",
                        "an endpoint given to dom0 only because its parent's owner defaults to 0")
+XEN_STATUS_IGNORED = _r("XEN-STATUS-IGNORED", "warning",
+                        "status on an event-channel node: Xen ignores it")
 XEN_PHANDLE_ZERO = _r("XEN-PHANDLE-ZERO", "warning",
                       "a back-reference of 0 accepted because the node has no phandle")
 XEN_DUP_PHANDLE = _r("XEN-DUP-PHANDLE", "warning",

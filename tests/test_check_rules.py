@@ -89,6 +89,21 @@ def _xenstore(bad: bool) -> tuple[System, list[Node], dict[str, str]]:
     return s, [a], {}
 
 
+@case(R.DOM_ENHANCED_VALUE)
+def _enhanced_value(bad: bool) -> tuple[System, list[Node], dict[str, str]]:
+    s = System(dom0=True)
+    a = s.domu("a", enhanced="Enabled" if bad else "enabled")
+    return s, [a], {}
+
+
+@case(R.XEN_STATUS_IGNORED)
+def _status(bad: bool) -> tuple[System, list[Node], dict[str, str]]:
+    s, a, b = two()
+    x, _y = s.pair(a, 5, b, 6)
+    s.prop(x, "status", strings("disabled" if bad else "okay"))
+    return s, [x], {}
+
+
 @case(R.DOM_CAPS)
 def _caps(bad: bool) -> tuple[System, list[Node], dict[str, str]]:
     s = System(dom0=True)
