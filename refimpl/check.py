@@ -149,7 +149,8 @@ def _endpoints(cfg: Config, res: BootResult, out: _Collector) -> None:
         if (status is not None and status.value.rstrip(b"\0") not in (b"okay", b"ok")
                 and (realised or ep.v1)):
                 out.add(R.XEN_STATUS_IGNORED,
-                        f"{node.path} has status = {status.value.rstrip(bytes(1))!r}, which "
+                        f"{node.path} has status = "
+                        f"\"{status.value.rstrip(bytes(1)).decode('latin-1')}\", which "
                         "alloc_domain_evtchn never reads: the channel is made anyway",
                         [loc(node, status.span)],
                         "remove the node (and its peer) to drop the channel, or remove "
