@@ -116,17 +116,29 @@ def boot(tools: Tools, user: Fdt, *, dom0: bool, timeout: float = 120.0,
 
     With slots, slot 0 starts at an absolute time T0 on the counter all domains
     share; a guest that starts after T0 says so ("@evt late") and the run is
-    repeated with T0 doubled (twice at most).
+    repeated with T0 doubled; a run whose calls and dumps overlapped in time
+    (trace.order_problems) is repeated too (4 runs at most; the last one's
+    problems then show up as "incomplete" in the run JSON).
     """
+    from .trace import order_problems
+
     t0_ms = T0_MS if nslots else 0
-    for _ in range(3):
+    notes: list[str] = []
+    for _ in range(4):
         result = _boot_once(tools, user, dom0=dom0, timeout=timeout + t0_ms / 1000,
                             source=source, commands=commands or {}, slot_ms=slot_ms,
                             nslots=nslots, t0_ms=t0_ms, keep_dir=keep_dir)
-        if not any(_LATE_RE.match(line) for line in result.console):
+        result.notes = notes
+        if not nslots or result.reason != "done":
             break
-        result.notes.append(f"a guest started after T0={t0_ms} ms; retried")
-        t0_ms *= 2
+        if any(_LATE_RE.match(line) for line in result.console):
+            notes.append(f"a guest started after T0={t0_ms} ms; retried")
+            t0_ms *= 2
+            continue
+        problems = order_problems(result.console, nslots)
+        if not problems:
+            break
+        notes.append("retried: " + "; ".join(problems))
     return result
 
 

@@ -68,6 +68,8 @@ class GuestReport:
     selector: dict[int, int] = field(default_factory=dict)    # phase -> evtchn_pending_sel
     calls: list[dict[str, Any]] = field(default_factory=list)
     ended: set[int] = field(default_factory=set)
+    began_ms: dict[int, int] = field(default_factory=dict)    # phase -> dump start time
+    ended_ms: dict[int, int] = field(default_factory=dict)    # phase -> dump end time
     done: bool = False
 
 
@@ -111,9 +113,15 @@ def parse_guests(console: list[str]) -> dict[int, GuestReport]:
                         "port": _int(kv["port"]), "rc": _int(kv["rc"])}
                 if "out" in kv:
                     made["out"] = _int(kv["out"])
+                if "t_ms" in kv:
+                    made["t_ms"] = _int(kv["t_ms"])
                 g.calls.append(made)
+            elif what == "begin":
+                g.began_ms[_int(kv["phase"])] = _int(kv["t_ms"])
             elif what == "end":
                 g.ended.add(_int(kv["phase"]))
+                if "t_ms" in kv:
+                    g.ended_ms[_int(kv["phase"])] = _int(kv["t_ms"])
             elif what == "done":
                 g.done = True
         except (KeyError, ValueError):

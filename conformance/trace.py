@@ -110,6 +110,31 @@ def schedule(calls: list[Call]) -> tuple[dict[int, list[Command]], int]:
     return commands, len(calls)
 
 
+def order_problems(console: list[str], nslots: int) -> list[str]:
+    """Slots whose calls and dumps did not happen in order (from the guests' clocks).
+
+    Slot i is sound when every call of slot i finished strictly before any
+    domain began its dump i+1, and every dump i ended strictly before any call
+    of slot i (the state each call starts from).
+    """
+    guests = parse_guests(console)
+    calls: dict[int, list[int]] = {}
+    for g in guests.values():
+        for made in g.calls:
+            if "t_ms" in made:
+                calls.setdefault(made["slot"], []).append(made["t_ms"])
+    out: list[str] = []
+    for i in range(nslots):
+        begins = [g.began_ms[i + 1] for g in guests.values() if i + 1 in g.began_ms]
+        ends = [g.ended_ms[i] for g in guests.values() if i in g.ended_ms]
+        mine = calls.get(i, [])
+        if len(begins) != len(guests) or len(ends) != len(guests):
+            out.append(f"slot {i}: a dump is missing")
+        elif mine and (max(mine) >= min(begins) or max(ends) >= min(mine)):
+            out.append(f"slot {i}: calls and dumps overlapped")
+    return out
+
+
 def _state(guests: dict[int, Any], phase: int) -> dict[str, list[dict[str, Any]]]:
     out: dict[str, list[dict[str, Any]]] = {}
     for domid, g in sorted(guests.items()):
@@ -158,6 +183,7 @@ def run_json(console: list[str], plan: BootPlan, boot: dict[str, Any],
             entry["port"] = made["out"]
         entry["changes"] = _changes(before, after)
         doc["calls"].append(entry)
+    missing.extend(order_problems(console, len(calls)))
     final = _state(guests, len(calls))
     doc["final"] = {"format": 1, "outcome": boot.get("outcome"),
                     "domains": {d: {"name": names.get(d, f"d{d}"), "ports": ports}

@@ -19,6 +19,7 @@ from typing import Any
 import pytest
 from evtchn_spec.conformance import corpus
 from evtchn_spec.conformance.cli import main as xen_main
+from evtchn_spec.conformance.compare import differences, run_differences
 from evtchn_spec.conformance.tools import find_tools
 
 LIVE = os.environ.get("EVTCHN_SPEC_XEN") == "1"
@@ -31,7 +32,7 @@ CASES = sorted(DATA.glob("*.dts"))
 
 def _stable(doc: dict[str, Any]) -> dict[str, Any]:
     """Everything but the package version, which Debian may bump."""
-    out = json.loads(json.dumps(doc))
+    out: dict[str, Any] = json.loads(json.dumps(doc))
     out.get("observed", {}).pop("version", None)
     if "initial" in out:
         out["initial"].get("observed", {}).pop("version", None)
@@ -41,10 +42,16 @@ def _stable(doc: dict[str, Any]) -> dict[str, Any]:
 @pytest.mark.parametrize("case", CASES, ids=[c.stem for c in CASES])
 def test_live_boot_matches_recording(case: Path) -> None:
     boot, run = corpus.run_case(find_tools(), case)
-    assert _stable(boot) == _stable(json.loads(case.with_suffix(".json").read_text()))
+    want = json.loads(case.with_suffix(".json").read_text())
+    assert _stable(boot) == _stable(want), differences(boot, want) or (boot, want)
     recorded_run = case.with_name(case.stem + ".run.json")
     if run is not None:
-        assert _stable(run) == _stable(json.loads(recorded_run.read_text()))
+        want_run = json.loads(recorded_run.read_text())
+        changed = [(i, a, b) for i, (a, b) in enumerate(zip(run["calls"], want_run["calls"],
+                                                            strict=True)) if a != b]
+        assert _stable(run) == _stable(want_run), json.dumps(
+            {"rc": run_differences(run, want_run), "changed": changed,
+             "incomplete": run.get("incomplete")}, indent=1)
 
 
 def test_cli_compare_agrees(tmp_path: Path) -> None:

@@ -9,7 +9,7 @@ import shutil
 import struct
 import subprocess
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import pytest
 from evtchn_spec.conformance import cli, dtbuild, fdt, qemu, report, trace
@@ -280,15 +280,19 @@ def test_console_parsing_never_crashes(lines: list[str]) -> None:
 
 # ---------------------------------------------------------------- compare
 
-port_st = st.fixed_dictionaries({
+def _port_of(p: Any) -> int:
+    return int(p["port"])
+
+
+port_st: st.SearchStrategy[dict[str, Any]] = cast(Any, st.fixed_dictionaries({
     "port": st.integers(1, 1023), "status": st.sampled_from(["unbound", "interdomain"]),
     "remote_dom": st.integers(0, 4), "remote_port": st.integers(1, 1023),
-    "static": st.booleans(), "pending": st.booleans(), "masked": st.booleans()})
+    "static": st.booleans(), "pending": st.booleans(), "masked": st.booleans()}))
 boot_st = st.fixed_dictionaries({
     "format": st.just(1), "outcome": st.just("booted"),
     "domains": st.dictionaries(st.sampled_from(["0", "1", "2", "3"]), st.fixed_dictionaries({
         "name": st.sampled_from(["dom0", "domU1", "x"]),
-        "ports": st.lists(port_st, max_size=4, unique_by=lambda p: p["port"])}), max_size=3)})
+        "ports": st.lists(port_st, max_size=4, unique_by=_port_of)}), max_size=3)})
 
 
 @given(boot_st)
@@ -378,11 +382,12 @@ def test_only_xen_417_is_bootable() -> None:
 
 
 def test_run_differences() -> None:
-    boot = {"format": 1, "outcome": "booted", "domains": {"1": {"name": "a", "ports": [
-        {"port": 1, "status": "interdomain", "remote_dom": 1, "remote_port": 2, "static": True,
-         "pending": False, "masked": False}]}}}
-    run = {"initial": boot, "calls": [{"caller": 1, "op": "send", "args": {"port": 1}, "rc": 0}],
-           "final": copy.deepcopy(boot)}
+    port = {"port": 1, "status": "interdomain", "remote_dom": 1, "remote_port": 2,
+            "static": True, "pending": False, "masked": False}
+    boot: dict[str, Any] = {"format": 1, "outcome": "booted",
+                            "domains": {"1": {"name": "a", "ports": [port]}}}
+    call = {"caller": 1, "op": "send", "args": {"port": 1}, "rc": 0}
+    run: dict[str, Any] = {"initial": boot, "calls": [call], "final": copy.deepcopy(boot)}
     assert run_differences(run, copy.deepcopy(run)) == []
     other = copy.deepcopy(run)
     other["calls"][0]["rc"] = -22

@@ -284,6 +284,12 @@ static void dump(u32 phase)
 {
 	u32 port;
 	s64 rc = 0;
+	if (ticks_per_ms) {
+		begin("begin");
+		put_kv("phase", phase);
+		put_kv("t_ms", (s64)(read_cntpct() / ticks_per_ms));
+		flush();
+	}
 	for (port = 0; port < NR_2L_PORTS; port++) {
 		struct evtchn_status st = {0};
 		int pend = 0, mask = 0;
