@@ -32,10 +32,15 @@ ESRCH = 3
 ENOMEM = 12
 EBUSY = 16
 EINVAL = 22
+EEXIST = 17
 ENOSPC = 28
+ENOSYS = 38
+EACCES = 13
+EOPNOTSUPP = 95
 
 ERRNO_NAMES = {EPERM: "EPERM", ENOENT: "ENOENT", ESRCH: "ESRCH", ENOMEM: "ENOMEM",
-               EBUSY: "EBUSY", EINVAL: "EINVAL", ENOSPC: "ENOSPC"}
+               EBUSY: "EBUSY", EINVAL: "EINVAL", ENOSPC: "ENOSPC", EEXIST: "EEXIST",
+               ENOSYS: "ENOSYS", EACCES: "EACCES", EOPNOTSUPP: "EOPNOTSUPP"}
 
 # Channel states (struct evtchn, xen/include/xen/sched.h).
 ECS_FREE = 0
@@ -86,6 +91,9 @@ class Evtchn:
     remote_port: int = 0  # u.interdomain.remote_port
     notify_vcpu_id: int = 0
     xen_consumer: int = 0
+    virq: int = 0  # u.virq
+    priority: int = 7  # FIFO priority (EVTCHN_FIFO_PRIORITY_DEFAULT)
+    fifo_saved_pending: bool = False  # evtchn->pending: FIFO event with no word yet
     static_node: str | None = None  # not Xen's: the DT node that made the port
 
 
@@ -121,6 +129,18 @@ class Domain:
     evtchn_mask: set[int] = field(default_factory=set)
     evtchn_pending_sel: dict[int, int] = field(default_factory=dict)
     evtchn_upcall_pending: dict[int, bool] = field(default_factory=dict)
+    # v->virq_to_evtchn[virq], keyed (vcpu, virq); global VIRQs live on vCPU 0.
+    virq_to_evtchn: dict[tuple[int, int], int] = field(default_factory=dict)
+    # FIFO ABI (fifo.py): vCPUs with a control block, event-array pages, word bits.
+    fifo_control: set[int] = field(default_factory=set)
+    fifo_pages: int = 0
+    fifo_pending: set[int] = field(default_factory=set)
+    fifo_masked: set[int] = field(default_factory=set)
+    fifo_linked: dict[int, int] = field(default_factory=dict)  # port -> queue vCPU
+    fifo_ready: dict[int, bool] = field(default_factory=dict)
+    # Not Xen's: the vCPUs an upcall was raised on (0 -> 1 of upcall_pending),
+    # in order, for `run` to report; drained by its reader.
+    upcalls: list[int] = field(default_factory=list)
     # Not Xen's: every port below this is known not to be FREE (speeds up
     # get_free_port without changing its answer).
     _free_hint: int = 0
@@ -146,8 +166,8 @@ class Domain:
         return ECS_FREE if ch is None else ch.state
 
     def evtchn_is_busy(self, port: int) -> bool:
-        """The 2-level ABI has no is_busy hook (FIFO's LINKED bit is not modelled)."""
-        return False
+        """is_busy: 2-level has no hook; FIFO's is the LINKED bit of the port's word."""
+        return self.evtchn_fifo and port in self.fifo_linked
 
     def evtchn_allocate_port(self, port: int) -> int:
         """evtchn_allocate_port(d, port): -ENOSPC above the limits, -EBUSY if taken,
@@ -230,6 +250,8 @@ class Domain:
         """Arm: set evtchn_upcall_pending; the PPI is injected only on 0 -> 1."""
         already = self.evtchn_upcall_pending.get(vcpu, False)
         self.evtchn_upcall_pending[vcpu] = True
+        if not already:
+            self.upcalls.append(vcpu)
         return not already
 
     def evtchn_2l_set_pending(self, vcpu: int, port: int) -> bool:
@@ -250,7 +272,20 @@ class Domain:
 
     def evtchn_port_clear_pending(self, port: int) -> None:
         if self.evtchn_usable(port):
-            self.evtchn_2l_clear_pending(port)
+            if self.evtchn_fifo:
+                from .fifo import fifo_clear_pending
+                fifo_clear_pending(self, port)
+            else:
+                self.evtchn_2l_clear_pending(port)
+
+    def evtchn_port_unmask(self, port: int) -> bool:
+        """evtchn_port_unmask: only usable channels; the ABI's unmask."""
+        if not self.evtchn_usable(port):
+            return False
+        if self.evtchn_fifo:
+            from .fifo import fifo_unmask
+            return fifo_unmask(self, port)
+        return self.evtchn_2l_unmask(port)
 
     def evtchn_2l_unmask(self, port: int) -> bool:
         """evtchn_2l_unmask: re-raise only if the mask bit was set and it is pending."""
@@ -269,6 +304,9 @@ class Domain:
     def evtchn_port_set_pending(self, vcpu: int, port: int) -> bool:
         """evtchn_port_set_pending: only usable channels get the bit."""
         if self.evtchn_usable(port):
+            if self.evtchn_fifo:
+                from .fifo import fifo_set_pending
+                return fifo_set_pending(self, vcpu, port)
             return self.evtchn_2l_set_pending(vcpu, port)
         return False
 
@@ -419,3 +457,213 @@ class XenState:
         rchn.state = ECS_INTERDOMAIN
         d.evtchn_port_set_pending(lchn.notify_vcpu_id, lport)
         return 0, lport
+
+    # -- run time: the guest-facing hypercalls (do_event_channel_op) -------------
+    # Each takes the calling domain `current` and the guest's raw arguments, and
+    # returns (rc, output): output is what Xen copies back on success (None when
+    # nothing is, or on error: do_event_channel_op copies back only when rc == 0).
+
+    def rcu_lock_domain_by_any_id(self, current: int, dom: int) -> Domain | None:
+        """DOMID_SELF names the caller; any other id a live domain or nothing."""
+        return self.domains.get(current if dom == DOMID_SELF else dom)
+
+    def xsm_target(self, current: int, target: int) -> int:
+        """XSM_TARGET (dummy.h xsm_default_action): self, or a control domain."""
+        return 0 if current == target or self.is_control_domain(current) else -EPERM
+
+    def hc_alloc_unbound(self, current: int, dom: int, remote_dom: int
+                         ) -> tuple[int, int | None]:
+        """EVTCHNOP_alloc_unbound -> evtchn_alloc_unbound(alloc, 0)."""
+        d = self.rcu_lock_domain_by_any_id(current, dom)
+        if d is None:
+            return -ESRCH, None
+        rc, port = self.evtchn_alloc_unbound(d.domid, remote_dom, 0, current=current)
+        return (rc, None) if rc else (0, port)
+
+    def hc_bind_interdomain(self, current: int, remote_dom: int, remote_port: int
+                            ) -> tuple[int, int | None]:
+        """EVTCHNOP_bind_interdomain -> evtchn_bind_interdomain(bind, current, 0)."""
+        rd = self.rcu_lock_domain_by_any_id(current, remote_dom)
+        if rd is None:
+            return -ESRCH, None
+        rc, port = self.evtchn_bind_interdomain(current, rd.domid, remote_port, 0,
+                                                current=current)
+        return (rc, None) if rc else (0, port)
+
+    def hc_bind_virq(self, current: int, virq: int, vcpu: int) -> tuple[int, int | None]:
+        """EVTCHNOP_bind_virq -> evtchn_bind_virq(bind, 0)."""
+        d = self.domains[current]
+        if virq >= NR_VIRQS:  # also a u32 >= 2^31, negative as Xen's int
+            return -EINVAL, None
+        if virq_is_global(virq) and vcpu != 0:
+            return -EINVAL, None
+        if vcpu >= d.max_vcpus:  # domain_vcpu(d, vcpu) == NULL
+            return -ENOENT, None
+        if d.virq_to_evtchn.get((vcpu, virq), 0):
+            return -EEXIST, None
+        port = d.get_free_port()
+        if port < 0:
+            return port, None
+        ch = d.evtchn_from_port(port)
+        ch.state, ch.notify_vcpu_id, ch.virq = ECS_VIRQ, vcpu, virq
+        d.virq_to_evtchn[(vcpu, virq)] = port
+        return 0, port
+
+    def hc_bind_ipi(self, current: int, vcpu: int) -> tuple[int, int | None]:
+        """EVTCHNOP_bind_ipi -> evtchn_bind_ipi: vCPU check, then the lowest free port."""
+        d = self.domains[current]
+        if vcpu >= d.max_vcpus:
+            return -ENOENT, None
+        port = d.get_free_port()
+        if port < 0:
+            return port, None
+        ch = d.evtchn_from_port(port)
+        ch.state, ch.notify_vcpu_id = ECS_IPI, vcpu
+        return 0, port
+
+    def evtchn_close(self, d1: Domain, port1: int, guest: bool) -> int:
+        """evtchn_close(d1, port1, guest): free the port; an interdomain peer is left
+        ECS_UNBOUND waiting for d1 (its pending, mask and vCPU untouched)."""
+        if not d1.port_is_valid(port1):
+            return -EINVAL
+        ch = d1.chans.get(port1)
+        if ch is None or ch.state in (ECS_FREE, ECS_RESERVED):
+            return -EINVAL
+        if ch.xen_consumer and guest:
+            return -EINVAL
+        if ch.state == ECS_VIRQ:
+            v = 0 if virq_is_global(ch.virq) else ch.notify_vcpu_id
+            d1.virq_to_evtchn.pop((v, ch.virq), None)
+        elif ch.state == ECS_INTERDOMAIN:
+            d2 = self.domains[ch.remote_dom]
+            chn2 = d2.chans[ch.remote_port]
+            d1.evtchn_free(port1)
+            chn2.state = ECS_UNBOUND
+            chn2.remote_domid = d1.domid
+            return 0
+        d1.evtchn_free(port1)
+        return 0
+
+    def hc_close(self, current: int, port: int) -> tuple[int, None]:
+        """EVTCHNOP_close -> evtchn_close(current, port, guest=1)."""
+        return self.evtchn_close(self.domains[current], port, True), None
+
+    def hc_send(self, current: int, port: int) -> tuple[int, None]:
+        """EVTCHNOP_send -> evtchn_send: interdomain raises the peer's port on the
+        peer's notify vCPU, IPI raises its own port, unbound drops silently."""
+        ld = self.domains[current]
+        if not ld.port_is_valid(port):
+            return -EINVAL, None
+        ch = ld.chans.get(port)
+        if ch is None:
+            return -EINVAL, None
+        if ch.xen_consumer:
+            return -EINVAL, None
+        if ch.state == ECS_INTERDOMAIN:
+            rd = self.domains[ch.remote_dom]
+            rch = rd.chans[ch.remote_port]
+            rd.evtchn_port_set_pending(rch.notify_vcpu_id, ch.remote_port)
+        elif ch.state == ECS_IPI:
+            ld.evtchn_port_set_pending(ch.notify_vcpu_id, port)
+        elif ch.state != ECS_UNBOUND:
+            return -EINVAL, None
+        return 0, None
+
+    def hc_status(self, current: int, dom: int, port: int
+                  ) -> tuple[int, dict[str, int | str] | None]:
+        """EVTCHNOP_status -> evtchn_status: -ESRCH, then -EINVAL (port range), then
+        XSM_TARGET (-EPERM), so the range of another domain's table is observable."""
+        d = self.rcu_lock_domain_by_any_id(current, dom)
+        if d is None:
+            return -ESRCH, None
+        if not d.port_is_valid(port):
+            return -EINVAL, None
+        ch = d.chans.get(port) or Evtchn(port)
+        if ch.xen_consumer:
+            return -EACCES, None  # 4.15-4.18 (f60ab5337f); unreachable without Xen users
+        rc = self.xsm_target(current, d.domid)
+        if rc:
+            return rc, None
+        out: dict[str, int | str] = {"status": "closed" if ch.state <= ECS_RESERVED
+                                     else STATE_NAMES[ch.state]}
+        if ch.state == ECS_UNBOUND:
+            out["dom"] = ch.remote_domid
+        elif ch.state == ECS_INTERDOMAIN:
+            out["dom"], out["port"] = ch.remote_dom, ch.remote_port
+        elif ch.state == ECS_VIRQ:
+            out["virq"] = ch.virq
+        out["vcpu"] = ch.notify_vcpu_id
+        return 0, out
+
+    def hc_bind_vcpu(self, current: int, port: int, vcpu: int) -> tuple[int, None]:
+        """EVTCHNOP_bind_vcpu -> evtchn_bind_vcpu: -ENOENT (vCPU) before -EINVAL."""
+        d = self.domains[current]
+        if vcpu >= d.max_vcpus:
+            return -ENOENT, None
+        if not d.port_is_valid(port):
+            return -EINVAL, None
+        ch = d.chans.get(port)
+        if ch is None or ch.xen_consumer:
+            return -EINVAL, None
+        if ch.state == ECS_VIRQ and virq_is_global(ch.virq) or ch.state in (
+                ECS_UNBOUND, ECS_INTERDOMAIN):
+            ch.notify_vcpu_id = vcpu
+            return 0, None
+        return -EINVAL, None
+
+    def hc_unmask(self, current: int, port: int) -> tuple[int, None]:
+        """EVTCHNOP_unmask -> evtchn_unmask: -EINVAL only for a port out of range."""
+        d = self.domains[current]
+        if not d.port_is_valid(port):
+            return -EINVAL, None
+        d.evtchn_port_unmask(port)
+        return 0, None
+
+    def hc_reset(self, current: int, dom: int, resuming: bool = False) -> tuple[int, None]:
+        """EVTCHNOP_reset / reset_cont -> xsm_evtchn_reset (XSM_TARGET), evtchn_reset.
+
+        Nothing pauses a domain in this model (controller_pause_count is 0), so only
+        a domain's own reset gets past the -EINVAL check; the continuation always
+        completes within the call, so reset_cont finds no reset under way (-EBUSY).
+        """
+        d = self.rcu_lock_domain_by_any_id(current, dom)
+        if d is None:
+            return -ESRCH, None
+        rc = self.xsm_target(current, d.domid)
+        if rc:
+            return rc, None
+        if d.domid != current:
+            return -EINVAL, None
+        if resuming:
+            return -EBUSY, None
+        port = 1
+        while d.port_is_valid(port) and d.active_evtchns > 0:
+            self.evtchn_close(d, port, True)
+            port += 1
+        if d.evtchn_fifo:
+            from .fifo import evtchn_fifo_destroy
+            evtchn_fifo_destroy(d)
+        return 0, None
+
+    def domain_destroy(self, domid: int) -> int:
+        """domain_kill -> evtchn_destroy (close every port from the top, guest=0),
+        then the last reference goes: the domid names nothing any more."""
+        d = self.domains.get(domid)
+        if d is None:
+            return -ESRCH
+        d.is_dying = True
+        for port in range(d.valid_evtchns - 1, 0, -1):
+            self.evtchn_close(d, port, False)
+        del self.domains[domid]
+        self.control.discard(domid)
+        return 0
+
+
+# VIRQs (public/xen.h); on Arm every VIRQ_ARCH_* is global (arch_virq_is_global).
+NR_VIRQS = 24
+VIRQ_TIMER, VIRQ_DEBUG, VIRQ_XENOPROF, VIRQ_XENPMU = 0, 1, 7, 13
+
+
+def virq_is_global(virq: int) -> bool:
+    """virq_is_global: TIMER, DEBUG, XENOPROF and XENPMU are per-vCPU."""
+    return virq not in (VIRQ_TIMER, VIRQ_DEBUG, VIRQ_XENOPROF, VIRQ_XENPMU)
