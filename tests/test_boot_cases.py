@@ -333,3 +333,31 @@ def test_bigger_system_is_linear_enough() -> None:
         s.pair(doms[i], 2 + k // 50 * 2, doms[j], 3 + k // 50 * 2)
     res = boot(s.config())
     assert res.outcome == "booted" and len(res.channels) == 2000
+
+
+def test_4_18_to_4_20_boot_as_4_17_and_4_21_reads_legacy_and_capabilities() -> None:
+    s = System(dom0=True)
+    a = s.domu("a", enhanced="legacy")
+    b = s.domu("b", enhanced="enabled")
+    s.pair(a, 1, b, 2)
+    for xen in ("4.17", "4.18", "4.19", "4.20"):
+        doc = run(s, xen=xen)
+        assert doc["outcome"] == "booted"
+        assert ports(doc, 1)[1]["status"] == "interdomain"  # "legacy" unknown
+        assert ports(doc, 2)[1]["status"] == "unbound"  # b's xenstore port
+    doc = run(s, xen="4.21")  # "legacy" now means xenstore: a's port 1 is taken
+    assert doc["error"] == "evtchn_alloc_unbound() failure (Error -16) "
+    s = System(dom0=False)
+    hw = s.domu("hw")
+    s.prop(hw, "capabilities", cells(2 | 4))  # hardware + xenstore domain
+    u = s.domu("u", enhanced="enabled")
+    c0 = s.evtchn(s.chosen, "evtchn@1")  # the hardware domain's endpoint
+    e = s.evtchn(u, "evtchn@2")
+    s.set_link(c0, 3000, e)  # above 1023: the hardware domain has no domU limit
+    s.set_link(e, 5, c0)
+    doc = run(s, xen="4.21")
+    assert doc["outcome"] == "booted"
+    assert ports(doc, 2)[1] == {"port": 1, "status": "unbound", "remote_dom": 1,
+                                "static": False, "pending": False, "masked": False}
+    assert ports(doc, 1)[3000]["remote_dom"] == 2
+    assert run(s)["panic"] == "At the moment, Xenstore support requires dom0 to be present"
