@@ -1,9 +1,10 @@
 """Build the DTB QEMU hands to Xen: QEMU's own `virt` tree plus the user's /chosen.
 
 What is taken from the user's tree:
-* every property and child of /chosen, except `multiboot,*` module nodes (the
-  runner loads its own guest and writes the module nodes itself, so the user
-  never needs to know load addresses);
+* every property and child of /chosen; the runner loads its own guest and
+  writes each domain's kernel module itself (reusing the user's first
+  `multiboot,kernel` node in place, so nodes under it survive; other
+  `multiboot,*` modules are dropped), so the user never needs load addresses;
 * top-level nodes whose name QEMU's tree does not already have (so evtchn
   nodes outside /chosen can be tried); other top-level nodes and root
   properties are QEMU's (the machine must stay the machine QEMU emulates),
