@@ -110,6 +110,7 @@ def init_control(d: Domain, vcpu: int, offset: int) -> tuple[int, dict[str, int]
             if ch is not None:
                 ch.priority = EVTCHN_FIFO_PRIORITY_DEFAULT
         d.evtchn_fifo = True
+        d.fifo_used = True
     elif vcpu in d.fifo_control:  # map_control_block: one per vCPU
         return -EINVAL, None
     d.fifo_control.add(vcpu)

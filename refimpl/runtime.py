@@ -465,3 +465,87 @@ def to_text(doc: dict[str, Any]) -> str:
                              " masked" if p["masked"] else ""])
             lines.append(f"    port {p['port']:4d} {p['status']}{peer}{flags}")
     return "\n".join(lines) + "\n"
+
+
+# -- invariants (spec/semantics.md §Invariants) ---------------------------------
+
+
+def invariant_violations(state: XenState,
+                         boot_peers: dict[tuple[int, int], tuple[int, int]]
+                         ) -> list[tuple[str, str]]:
+    """Every single-state invariant that does not hold, as (ID, detail).
+
+    `boot_peers` maps each end of a channel the boot made to its other end
+    (the ghost the proofs need: Xen keeps no such record).
+    """
+    bad: list[tuple[str, str]] = []
+    for domid, d in state.domains.items():
+        if d.state_of(0) != 1:
+            bad.append(("INV-RESERVED", f"d{domid}:0 is not reserved"))
+        if d.valid_evtchns % 64 or d.valid_evtchns < 64:
+            bad.append(("INV-VALID", f"d{domid} valid_evtchns {d.valid_evtchns}"))
+        active = 0
+        for port, ch in d.chans.items():
+            where = f"d{domid}:{port}"
+            if port != 0 and ch.state == 1:
+                bad.append(("INV-RESERVED", f"{where} reserved"))
+            if ch.state == 0:
+                if ch.notify_vcpu_id != 0 or ch.static_node is not None:
+                    bad.append(("INV-FREE", f"{where} free but vcpu/static set"))
+                continue
+            if port != 0:
+                active += 1
+                if not d.port_is_valid(port):
+                    bad.append(("INV-VALID", f"{where} beyond valid_evtchns"))
+                if port > d.max_evtchn_port or port >= d.max_evtchns():
+                    bad.append(("INV-LIMIT", f"{where} above the domain's limit"))
+            if ch.notify_vcpu_id >= d.max_vcpus:
+                bad.append(("INV-VCPU", f"{where} notify vCPU {ch.notify_vcpu_id}"))
+            if ch.static_node is not None and ch.state not in (2, 3):
+                bad.append(("INV-STATIC", f"{where} static in state {ch.state}"))
+            if ch.state == 3:
+                rd = state.domains.get(ch.remote_dom)
+                rch = rd.chans.get(ch.remote_port) if rd is not None else None
+                if (rch is None or rch.state != 3 or rch.remote_dom != domid
+                        or rch.remote_port != port or (ch.remote_dom, ch.remote_port)
+                        == (domid, port)):
+                    bad.append(("INV-SYMMETRIC", f"{where} -> d{ch.remote_dom}:"
+                                f"{ch.remote_port} does not point back"))
+                elif (ch.static_node is not None and rch.static_node is not None
+                      and boot_peers.get((domid, port)) != (ch.remote_dom, ch.remote_port)):
+                    bad.append(("INV-STATIC-PEER", f"{where} static, bound to another "
+                                "static port than its boot peer"))
+            if ch.state == 5:
+                v = 0 if _global(ch.virq) else ch.notify_vcpu_id
+                if d.virq_to_evtchn.get((v, ch.virq)) != port:
+                    bad.append(("INV-VIRQ", f"{where} virq {ch.virq} not in vCPU {v}'s table"))
+        if active != d.active_evtchns:
+            bad.append(("INV-ACTIVE", f"d{domid} active_evtchns {d.active_evtchns}, "
+                        f"{active} ports in use"))
+        for (v, virq), port in d.virq_to_evtchn.items():
+            ch = d.chans.get(port)
+            if ch is None or ch.state != 5 or ch.virq != virq or v != (
+                    0 if _global(virq) else ch.notify_vcpu_id):
+                bad.append(("INV-VIRQ", f"d{domid} vCPU {v} virq {virq} -> port {port}"))
+        if not d.evtchn_fifo and not d.fifo_used:
+            for port in d.evtchn_pending:
+                if d.state_of(port) <= 1:
+                    bad.append(("INV-PENDING-USABLE", f"d{domid}:{port} pending but closed"))
+        if not d.evtchn_fifo and any(p >= EVTCHN_2L_NR_CHANNELS
+                                     for p in d.evtchn_pending | d.evtchn_mask):
+            bad.append(("INV-2L-RANGE", f"d{domid} has a 2-level bit at or above 4096"))
+    return bad
+
+
+def _global(virq: int) -> bool:
+    from .xen_state import virq_is_global
+    return virq_is_global(virq)
+
+
+def boot_peers(res: BootResult) -> dict[tuple[int, int], tuple[int, int]]:
+    """Both ends of every channel the boot made, each mapped to the other."""
+    out: dict[tuple[int, int], tuple[int, int]] = {}
+    for c in res.channels:
+        out[(c.dom_a, c.port_a)] = (c.dom_b, c.port_b)
+        out[(c.dom_b, c.port_b)] = (c.dom_a, c.port_a)
+    return out

@@ -133,6 +133,7 @@ class Domain:
     virq_to_evtchn: dict[tuple[int, int], int] = field(default_factory=dict)
     # FIFO ABI (fifo.py): vCPUs with a control block, event-array pages, word bits.
     fifo_control: set[int] = field(default_factory=set)
+    fifo_used: bool = False  # not Xen's: init_control ever succeeded (stale 2L bits)
     fifo_pages: int = 0
     fifo_pending: set[int] = field(default_factory=set)
     fifo_masked: set[int] = field(default_factory=set)
