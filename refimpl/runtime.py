@@ -16,7 +16,6 @@ import json
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
-from json.decoder import scanstring
 from pathlib import Path
 from typing import Any
 
@@ -97,9 +96,16 @@ _SCALAR = re.compile(r"-?(?:0|[1-9][0-9]*)(?:\.[0-9]+)?(?:[eE][-+]?[0-9]+)?|true
                      r"|NaN|-?Infinity")
 
 
-def _positions(text: str) -> dict[tuple[str | int, ...], int]:
-    """Offsets of every value of a document json.loads accepted, by path."""
-    pos: dict[tuple[str | int, ...], int] = {}
+Path_ = tuple[str | int, ...]
+# json's own string scanner (typeshed does not declare it)
+scanstring: Callable[[str, int], tuple[str, int]] = json.decoder.__dict__["scanstring"]
+
+
+def _positions(text: str) -> tuple[dict[Path_, int], dict[Path_, int]]:
+    """Offsets of every value, and of every object key, of a document json.loads
+    accepted, by path."""
+    pos: dict[Path_, int] = {}
+    keypos: dict[Path_, int] = {}
 
     def value(i: int, path: tuple[str | int, ...]) -> int:
         i = _WS.match(text, i).end()  # type: ignore[union-attr]
@@ -114,7 +120,9 @@ def _positions(text: str) -> dict[tuple[str | int, ...], int]:
             while True:
                 i = _WS.match(text, i).end()  # type: ignore[union-attr]
                 if c == "{":
+                    at = i
                     key, i = scanstring(text, i + 1)
+                    keypos[(*path, key)] = at
                     i = _WS.match(text, i).end() + 1  # type: ignore[union-attr]
                     i = value(i, (*path, key))
                 else:
@@ -132,7 +140,7 @@ def _positions(text: str) -> dict[tuple[str | int, ...], int]:
         return m.end()
 
     value(0, ())
-    return pos
+    return pos, keypos
 
 
 def _span(path: str, text: str, offset: int) -> Span:
@@ -157,17 +165,19 @@ def parse_trace(text: str, path: str = "<trace>") -> list[Call]:
         doc = json.loads(text)
     except json.JSONDecodeError as exc:
         raise InputError(Span(path, exc.lineno, exc.colno), f"not JSON: {exc.msg}") from exc
-    pos = _positions(text)
+    pos, keypos = _positions(text)
 
-    def err(where: tuple[str | int, ...], message: str) -> InputError:
-        return InputError(_span(path, text, pos.get(where, 0)), message)
+    def err(where: Path_, message: str, key: bool = False) -> InputError:
+        offset = (keypos if key else pos).get(where, 0)
+        return InputError(_span(path, text, offset), message)
 
     base: tuple[str | int, ...] = ()
     if isinstance(doc, dict):
         extra = set(doc) - {"format", "calls", "comment"}
         if extra:
             k = sorted(extra)[0]
-            raise err((k,), f"unknown key {k!r} (a trace has format, calls, comment)")
+            raise err((k,), f"unknown key {k!r} (a trace has format, calls, comment)",
+                      key=True)
         fmt = doc.get("format", TRACE_FORMAT)
         if fmt != TRACE_FORMAT or isinstance(fmt, bool):
             raise err(("format",), f"trace format {fmt!r} is not supported (only 1)")
@@ -186,7 +196,7 @@ def parse_trace(text: str, path: str = "<trace>") -> list[Call]:
             raise err(here, f"call {i}: not an object")
         for k in item:
             if k not in ("caller", "op", "args", "comment"):
-                raise err((*here, k), f"call {i}: unknown key {k!r}")
+                raise err((*here, k), f"call {i}: unknown key {k!r}", key=True)
         caller = item.get("caller")
         if caller is None:
             raise err(here, f"call {i}: no caller")
@@ -204,7 +214,7 @@ def parse_trace(text: str, path: str = "<trace>") -> list[Call]:
         for k in args:
             if k not in names:
                 raise err((*here, "args", k), f"call {i}: {op} takes no argument {k!r} "
-                          f"(it takes {', '.join(sorted(names)) or 'none'})")
+                          f"(it takes {', '.join(sorted(names)) or 'none'})", key=True)
         values: dict[str, int] = {}
         for a in spec.args:
             v = args.get(a.name, a.default)
@@ -523,9 +533,9 @@ def invariant_violations(state: XenState,
             bad.append(("INV-ACTIVE", f"d{domid} active_evtchns {d.active_evtchns}, "
                         f"{active} ports in use"))
         for (v, virq), port in d.virq_to_evtchn.items():
-            ch = d.chans.get(port)
-            if ch is None or ch.state != 5 or ch.virq != virq or v != (
-                    0 if _global(virq) else ch.notify_vcpu_id):
+            vch = d.chans.get(port)
+            if vch is None or vch.state != 5 or vch.virq != virq or v != (
+                    0 if _global(virq) else vch.notify_vcpu_id):
                 bad.append(("INV-VIRQ", f"d{domid} vCPU {v} virq {virq} -> port {port}"))
         if not d.evtchn_fifo and not d.fifo_used:
             for port in d.evtchn_pending:

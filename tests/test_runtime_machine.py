@@ -11,6 +11,7 @@ from __future__ import annotations
 from typing import Any
 
 from evtchn_spec.boot import boot
+from evtchn_spec.grammar.errors import Span
 from evtchn_spec.runtime import (
     OPS,
     Call,
@@ -19,7 +20,6 @@ from evtchn_spec.runtime import (
     invariant_violations,
     state_json,
 )
-from evtchn_spec.grammar.errors import Span
 from evtchn_spec.xen_state import DOMID_SELF
 from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
