@@ -21,7 +21,7 @@ from evtchn_spec.runtime import (
     state_json,
 )
 from evtchn_spec.xen_state import DOMID_SELF
-from hypothesis import HealthCheck, settings
+from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, rule
 from test_boot_model import System
@@ -179,5 +179,23 @@ def check_step(caller: int, op: str, args: dict[str, int], rc: int | None,
 
 
 TestHostile = Hostile.TestCase
-TestHostile.settings = settings(max_examples=60, stateful_step_count=40, deadline=None,
+TestHostile.settings = settings(max_examples=100, stateful_step_count=40, deadline=None,
                                 suppress_health_check=[HealthCheck.too_slow])
+
+
+@settings(max_examples=40, deadline=None)
+@given(res=systems())
+def test_run_initial_is_the_boot_json_plus_run_fields(res: Any) -> None:
+    """`boot --format json` and `run`'s initial state agree on every boot key and bit."""
+    from evtchn_spec.runtime import run
+
+    boot_doc = res.to_json()
+    doc = run(res, [])
+    assert doc["final"]["domains"] == doc["initial"]["domains"]
+    assert set(doc["initial"]["domains"]) == set(boot_doc["domains"])
+    for domid, dom in boot_doc["domains"].items():
+        mine = doc["initial"]["domains"][domid]
+        assert mine["name"] == dom["name"]
+        assert [{k: p[k] for k in b} for p, b in zip(mine["ports"], dom["ports"], strict=True)
+                ] == dom["ports"]
+    assert invariant_violations(res.state, boot_peers(res)) == []
