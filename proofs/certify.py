@@ -1,0 +1,204 @@
+"""Discharge the obligations with Z3 and turn its answers into verdicts.
+
+All obligations of one rule go to Z3 as one SMT-LIB script (push / query /
+check-sat / pop per scope), evaluated inside Z3 (`Z3_eval_smtlib2_string`), so
+the text that was checked is exactly the certificate another solver re-checks.
+A `sat` query is run again alone to read the model (the counterexample) and,
+with named facts, the unsat core of "facts and not violation" (the fewest DTS
+places that force the violation). `unknown` (timeout) is never a proof.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import z3
+
+from .encode import LOGIC, Candidate, Obligation
+from .facts import Cite
+
+_VALUE = re.compile(r"\(\s*([A-Za-z_][\w]*)\s+(true|false|-?\d+|\(\s*-\s*\d+\s*\))\s*\)")
+
+
+@dataclass(slots=True)
+class Counterexample:
+    message: str
+    cites: list[Cite]
+    values: dict[str, int] = field(default_factory=dict)
+
+    def as_json(self) -> dict[str, Any]:
+        return {"message": self.message, "locations": [c.as_json() for c in self.cites],
+                "values": self.values}
+
+
+@dataclass(slots=True)
+class Verdict:
+    ob: Obligation
+    answer: str  # "unsat" (proved) | "sat" (counterexample) | "unknown"
+    counterexample: Counterexample | None = None
+    core: list[Cite] | None = None
+
+
+@dataclass(slots=True)
+class RuleReport:
+    rule: str
+    claim: str
+    verdicts: list[Verdict]
+    seconds: float
+
+    @property
+    def status(self) -> str:
+        answers = {v.answer for v in self.verdicts}
+        if "sat" in answers:
+            return "counterexample"
+        if "unknown" in answers:
+            return "unknown"
+        return "proved"
+
+
+def _script(obs: list[Obligation], timeout_ms: int, named: bool = False,
+            tail: str = "") -> str:
+    head = [f"(set-option :timeout {timeout_ms})"] if timeout_ms > 0 else []
+    if named:
+        head.append("(set-option :produce-unsat-cores true)")
+        head.append("(set-option :smt.core.minimize true)")
+    head.append(f"(set-logic {LOGIC})")
+    parts = ["\n".join(head) + "\n"]
+    for ob in obs:
+        parts.append("(push 1)\n")
+        parts.append(ob.text(named))
+        parts.append("(check-sat)\n" + tail + "(pop 1)\n")
+    return "".join(parts)
+
+
+def eval_script(script: str) -> list[str]:
+    """Run an SMT-LIB script inside Z3; the answers of its check-sat commands."""
+    ctx = z3.Context()
+    try:
+        out = z3.Z3_eval_smtlib2_string(ctx.ref(), script)
+    except z3.Z3Exception as exc:  # a malformed query is our bug, not the user's
+        raise RuntimeError(f"internal: Z3 rejected a generated query: {exc}") from None
+    return [ln.strip() for ln in out.splitlines() if ln.strip()]
+
+
+def _int(s: str) -> int:
+    s = s.replace("(", "").replace(")", "").replace(" ", "")
+    return int(s)
+
+
+def _values(text: str) -> dict[str, str]:
+    return {m.group(1): m.group(2) for m in _VALUE.finditer(text)}
+
+
+def explain_sat(ob: Obligation, timeout_ms: int) -> Counterexample:
+    """Read the model of a violated obligation: which candidate breaks the rule."""
+    names = [c.var for c in ob.candidates] + [k for k, _, _ in ob.pairs] + list(ob.aux)
+    tail = f"(get-value ({' '.join(names)}))\n" if names else ""
+    ctx = z3.Context()
+    out = z3.Z3_eval_smtlib2_string(ctx.ref(), _script([ob], timeout_ms, tail=tail))
+    vals = _values(out)
+    for c in ob.candidates:
+        if vals.get(c.var) == "true":
+            return Counterexample(c.message, list(c.cites))
+    if ob.pairs:
+        seen: dict[int, Candidate] = {}
+        for k, _, cand in ob.pairs:
+            if k not in vals:
+                continue
+            v = _int(vals[k])
+            if v < 0:
+                continue
+            if v in seen:
+                first = seen[v]
+                dyn = {ob.aux[q]: _int(vals[q]) for q in ob.aux if q in vals}
+                msg = (f"{first.message} and {cand.message} both hold port {v} in "
+                       f"{ob.scope}")
+                return Counterexample(msg, [*first.cites, *cand.cites],
+                                      {"port": v, **dyn})
+            seen[v] = cand
+    return Counterexample(f"{ob.rule} is violated in {ob.scope}", [])
+
+
+def core(ob: Obligation, negate: bool, timeout_ms: int) -> list[Cite]:
+    """The DTS places of a minimal unsat core: of facts + violation (a proof: what it
+    needs) or of facts + not violation (a conflict: what forces it)."""
+    text = ob.text(named=True)
+    if negate:
+        last = f"(assert {ob.violation})\n"
+        assert text.endswith(last)
+        text = text[: -len(last)] + f"(assert (not {ob.violation}))\n"
+    head = (f"(set-option :timeout {timeout_ms})\n" if timeout_ms > 0 else "") + (
+        "(set-option :produce-unsat-cores true)\n(set-option :smt.core.minimize true)\n"
+        f"(set-logic {LOGIC})\n")
+    ctx = z3.Context()
+    out = z3.Z3_eval_smtlib2_string(ctx.ref(), head + text + "(check-sat)\n(get-unsat-core)\n")
+    lines = out.split("\n", 1)
+    if lines[0].strip() != "unsat" or len(lines) < 2:
+        return []
+    names = set(lines[1].replace("(", " ").replace(")", " ").split())
+    places: list[Cite] = []
+    seen: set[tuple[str, int, int]] = set()
+    for name, _, cite in ob.facts:
+        if name in names and cite is not None:
+            key = (cite.file, cite.line, cite.column)
+            if key not in seen:
+                seen.add(key)
+                places.append(cite)
+    return places
+
+
+def run(obs: list[Obligation], timeout_s: float = 0.0, explain: bool = False,
+        cores: bool = True) -> list[RuleReport]:
+    """Discharge every obligation, rule by rule."""
+    timeout_ms = int(timeout_s * 1000) if timeout_s > 0 else 0
+    by_rule: dict[str, list[Obligation]] = {}
+    for ob in obs:
+        by_rule.setdefault(ob.rule, []).append(ob)
+    reports = []
+    for rule, group in by_rule.items():
+        t0 = time.perf_counter()
+        answers = eval_script(_script(group, timeout_ms))
+        if len(answers) != len(group):
+            raise RuntimeError(f"internal: {len(answers)} answers for {len(group)} queries")
+        verdicts = []
+        for ob, ans in zip(group, answers, strict=True):
+            ans = ans if ans in ("sat", "unsat") else "unknown"
+            v = Verdict(ob, ans)
+            if ans == "sat":
+                v.counterexample = explain_sat(ob, timeout_ms)
+                if cores:
+                    v.core = core(ob, True, timeout_ms)
+            elif ans == "unsat" and explain:
+                v.core = core(ob, False, timeout_ms)
+            verdicts.append(v)
+        from .encode import CLAIMS
+
+        reports.append(RuleReport(rule, CLAIMS.get(rule, rule), verdicts,
+                                  time.perf_counter() - t0))
+    return reports
+
+
+def certificate(obs: list[Obligation], reports: list[RuleReport], source: str) -> str:
+    """A self-contained SMT-LIB 2 script: every query, with the answer Z3 gave as a
+    comment and an echo, so another solver's output can be compared line by line."""
+    answer = {id(v.ob): v.answer for r in reports for v in r.verdicts}
+    parts = [
+        "; evtchn-spec proof certificate (format 1)\n",
+        f"; source: {source}\n",
+        "; Each block is one obligation: the facts of one scope, and a violation of\n",
+        "; one rule of spec/binding.md. 'unsat' proves the rule for the scope.\n",
+        "; A checker runs this file and compares its check-sat answers, in order,\n",
+        "; with the ';! expect' lines.\n",
+        f"(set-logic {LOGIC})\n",
+    ]
+    for n, ob in enumerate(obs):
+        parts.append(f"; obligation {n}: {ob.rule} in {ob.scope}\n")
+        parts.append(f";! expect {answer.get(id(ob), 'unknown')}\n")
+        parts.append("(push 1)\n")
+        parts.append(ob.text(False))
+        parts.append("(check-sat)\n(pop 1)\n")
+    parts.append("(exit)\n")
+    return "".join(parts)

@@ -1,0 +1,196 @@
+"""`evtchn-spec prove` and `evtchn-spec fix` (wired in refimpl/cli.py).
+
+prove: every obligation of spec/proofs.md with its verdict and time, the
+counterexamples mapped to DTS places, optionally the certificate (SMT-LIB 2) and
+the universal claims over /chosen orders and Xen versions (orders.py).
+fix: the fewest port changes that make the config certify (repair.py).
+Exit codes as ARCHITECTURE.md: 0 proved, 1 counterexample, 2 bad input,
+3 unknown (a timeout is never reported as proved).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from typing import Any
+
+from ..cli import (
+    EXIT_INPUT,
+    EXIT_OK,
+    EXIT_UNKNOWN,
+    EXIT_VIOLATION,
+    UsageError,
+    load_config,
+    write_output,
+)
+from . import certify, encode
+from .facts import build
+
+FORMAT = 1
+NOT_COVERED = ("DOM-MODULE-REG", "DOM-NO-KERNEL", "DOM-DIRECT-MAP", "DOM-CPUS",
+               "DOM-MEMORY", "DOM-KERNEL", "DOM-CAPS")
+
+
+def add_prove_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--format", choices=("text", "json"), default="text")
+    p.add_argument("--certificate", metavar="OUT.smt2",
+                   help="write every query as a self-contained SMT-LIB 2 script")
+    p.add_argument("--timeout", type=float, default=0.0, metavar="SECONDS",
+                   help="per-query solver limit (0: none); a timeout is exit 3, never proved")
+    p.add_argument("--explain", action="store_true",
+                   help="also give, for every proved query, the facts its proof needs")
+    p.add_argument("--orders", choices=("auto", "on", "off"), default="auto",
+                   help="universal claims over /chosen orders and Xen versions "
+                   "(auto: for configs of up to 40 endpoints)")
+
+
+def add_fix_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("-o", "--output", metavar="FIXED.dts",
+                   help="write the repaired DTS here (default: stdout); never the input")
+    p.add_argument("--timeout", type=float, default=0.0, metavar="SECONDS")
+
+
+def _check_dialect(args: argparse.Namespace) -> None:
+    if args.dialect == "seed":
+        raise UsageError("prove/fix cover the xen dialect (seed nodes are reported under "
+                         "--dialect auto as SEED-UNMERGED); use `check --dialect seed`")
+
+
+def _status_exit(status: str) -> int:
+    return {"proved": EXIT_OK, "counterexample": EXIT_VIOLATION}.get(status, EXIT_UNKNOWN)
+
+
+def prove_config(cfg: Any, timeout: float, explain: bool, orders: str) -> dict[str, Any]:
+    """Everything `prove` reports, as the JSON document of spec/proofs.md."""
+    t0 = time.perf_counter()
+    facts = build(cfg)
+    obs = encode.obligations(facts)
+    t_enc = time.perf_counter() - t0
+    reports = certify.run(obs, timeout, explain=explain)
+    seen = {r.rule for r in reports}
+    doc_obs: list[dict[str, Any]] = []
+    for r in reports:
+        entry: dict[str, Any] = {
+            "rule": r.rule, "claim": r.claim, "status": r.status,
+            "queries": len(r.verdicts), "seconds": round(r.seconds, 6),
+            "counterexamples": [], "unknown": [v.ob.scope for v in r.verdicts
+                                               if v.answer == "unknown"]}
+        for v in r.verdicts:
+            if v.counterexample is not None:
+                cx = v.counterexample.as_json()
+                cx["scope"] = v.ob.scope
+                cx["core"] = [c.as_json() for c in v.core or []]
+                entry["counterexamples"].append(cx)
+        if explain:
+            entry["cores"] = [{"scope": v.ob.scope,
+                               "core": [c.as_json() for c in v.core or []]}
+                              for v in r.verdicts if v.answer == "unsat"]
+        doc_obs.append(entry)
+    for rule in encode.RULE_ORDER:
+        if rule not in seen:
+            doc_obs.append({"rule": rule, "claim": encode.CLAIMS[rule], "status": "proved",
+                            "queries": 0, "seconds": 0.0, "counterexamples": [],
+                            "unknown": [], "vacuous": True})
+    rank = {r: i for i, r in enumerate(encode.RULE_ORDER)}
+    doc_obs.sort(key=lambda e: rank.get(e["rule"], 99))
+    statuses = {e["status"] for e in doc_obs}
+    universal: dict[str, Any] | None = None
+    n_ep = len(facts.endpoints)
+    if orders == "on" or (orders == "auto" and 0 < n_ep <= 40):
+        from .orders import universal_claims
+
+        universal = universal_claims(cfg, timeout)
+        statuses.add(universal["status"])
+    verdict = ("counterexample" if "counterexample" in statuses
+               else "unknown" if "unknown" in statuses else "proved")
+    doc: dict[str, Any] = {
+        "format": FORMAT, "file": cfg.tree.source, "xen": cfg.profile.name,
+        "dialect": cfg.dialects_used, "verdict": verdict, "obligations": doc_obs,
+        "universal": universal, "not_covered": list(NOT_COVERED),
+        "queries": len(obs), "seconds": {"encode": round(t_enc, 6),
+                                         "total": round(time.perf_counter() - t0, 6)}}
+    doc["_obs"] = obs
+    doc["_reports"] = reports
+    return doc
+
+
+def _text(doc: dict[str, Any]) -> str:
+    lines = [f"prove {doc['file']} (Xen {doc['xen']}, dialect {doc['dialect']}): "
+             f"{doc['queries']} queries"]
+    for e in doc["obligations"]:
+        extra = " (no candidates)" if e.get("vacuous") else ""
+        lines.append(f"  {e['status']:<14} {e['rule']:<20} {e['claim']}: "
+                     f"{e['queries']} queries, {e['seconds']:.3f} s{extra}")
+        for cx in e["counterexamples"]:
+            lines.append(f"      {cx['scope']}: {cx['message']}")
+            for lc in cx["locations"]:
+                lines.append(f"        {lc['file']}:{lc['line']}:{lc['column']}: "
+                             f"{lc['what']} of {lc['node']}")
+            if cx["core"]:
+                lines.append("        core: " + ", ".join(
+                    f"{c['file']}:{c['line']}:{c['column']}" for c in cx["core"]))
+        for scope in e["unknown"]:
+            lines.append(f"      {scope}: unknown (timeout or solver gave up)")
+        for c in e.get("cores", []):
+            if c["core"]:
+                lines.append(f"      proof of {c['scope']} needs: " + ", ".join(
+                    f"{x['file']}:{x['line']}:{x['column']}" for x in c["core"]))
+    u = doc.get("universal")
+    if u is not None:
+        lines.append(f"  {u['status']:<14} {'ORDERS':<20} {u['claim']}: "
+                     f"{u['seconds']:.3f} s")
+        for msg in u["findings"]:
+            lines.append(f"      {msg['message']}")
+    lines.append("  (domain creation rules are assumed, not proved: "
+                 + ", ".join(doc["not_covered"]) + "; see `check`)")
+    lines.append(f"result: {doc['verdict']}")
+    return "\n".join(lines) + "\n"
+
+
+def public(doc: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in doc.items() if not k.startswith("_")}
+
+
+def cmd_prove(args: argparse.Namespace) -> int:
+    _check_dialect(args)
+    if args.certificate:
+        import os
+
+        if os.path.exists(args.certificate) and os.path.samefile(args.certificate, args.file):
+            raise UsageError(f"{args.certificate}: refusing to overwrite the input file")
+    cfg = load_config(args)
+    doc = prove_config(cfg, args.timeout, args.explain, args.orders)
+    if args.certificate:
+        write_output(args.certificate,
+                     certify.certificate(doc["_obs"], doc["_reports"], cfg.tree.source))
+    if args.format == "json":
+        sys.stdout.write(json.dumps(public(doc), indent=1) + "\n")
+    else:
+        sys.stdout.write(_text(doc))
+    return _status_exit(doc["verdict"])
+
+
+def cmd_fix(args: argparse.Namespace) -> int:
+    _check_dialect(args)
+    import os
+
+    out = args.output
+    if out and out != "-" and os.path.exists(out) and os.path.samefile(out, args.file):
+        raise UsageError(f"{out}: refusing to overwrite the input file")
+    if out and os.path.abspath(out) == os.path.abspath(args.file):
+        raise UsageError(f"{out}: refusing to overwrite the input file")
+    from .repair import repair
+
+    cfg = load_config(args)
+    res = repair(cfg, args.timeout)
+    for line in res.summary:
+        print(line, file=sys.stderr)
+    if res.status == "unknown":
+        return EXIT_UNKNOWN
+    if res.status == "unfixable":
+        return EXIT_VIOLATION
+    if res.text is not None:
+        write_output(out, res.text)
+    return EXIT_OK if res.status in ("fixed", "ok") else EXIT_INPUT

@@ -1,0 +1,460 @@
+"""The binding rules as SMT-LIB 2 queries over the facts (facts.py).
+
+Each obligation is a *violation query*: the facts of one scope (a domain, or the
+whole walk for the structural rules) as data, plus "some candidate breaks rule R".
+`unsat` proves the rule for that scope; `sat` is a counterexample whose model names
+the candidate (an endpoint, a pair of ports) and its DTS places.
+
+Data are uninterpreted functions over node indices (hp has-property, nb bytes,
+c0 port cell, c1 phandle cell, ph phandle, par has-parent, dm owning domid, tg the
+node the phandle names) and over domids (lim highest port, xs xenstore port 1).
+A fact is one assertion; in core mode it is named, so an unsat core is a set of
+DTS places.
+
+The text is built directly (no Python Z3 terms: they cost about 65 µs each), and
+scopes are small (one domain at a time), so building and solving grow linearly.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from dataclasses import dataclass, field
+
+from .. import rules as R
+from .facts import XENSTORE_PORT, Attempt, Cite, Facts, NodeFact
+
+LOGIC = "QF_UFLIA"
+DECLS = ("(declare-fun hp (Int) Bool)\n(declare-fun nb (Int) Int)\n"
+         "(declare-fun c0 (Int) Int)\n(declare-fun c1 (Int) Int)\n"
+         "(declare-fun ph (Int) Int)\n(declare-fun par (Int) Bool)\n"
+         "(declare-fun dm (Int) Int)\n(declare-fun tg (Int) Int)\n"
+         "(declare-fun lim (Int) Int)\n(declare-fun xs (Int) Bool)\n")
+
+# What each rule's obligation claims (the spec/binding.md rule, as a property).
+CLAIMS: dict[str, str] = {
+    R.XEN_PROP_MISSING: "every visited node and its peer have xen,evtchn",
+    R.XEN_PROP_SHORT: "every visited node's and peer's xen,evtchn has 2 cells",
+    R.XEN_PEER_UNKNOWN: "every visited node's phandle names a node",
+    R.XEN_PEER_ASYMMETRIC: "every peer points back",
+    R.XEN_PEER_ROOT: "no peer is the root node",
+    R.XEN_DOMAIN_UNKNOWN: "both ends of every channel belong to a domain Xen created",
+    R.XEN_PEER_SELF: "no node is its own peer",
+    R.EVT_PORT_RANGE: "every port is within its domain's limit",
+    R.EVT_PORT_XENSTORE: "no static port takes the xenstore port Xen allocated",
+    R.EVT_PORT_ZERO: "no side A asks for port 0",
+    R.EVT_PORT_BUSY: "no two endpoints share a (domain, port), dynamic ports included",
+    R.XEN_NOT_WALKED: "every v1 endpoint Xen never visits is still in a channel",
+    R.XEN_COMPAT: "every endpoint Xen skips is still in a channel",
+    R.DOM_XENSTORE: "every domain asking for xenstore has a xenstore domain",
+    R.SEED_UNMERGED: "no seed-dialect node (Xen 4.17 skips them)",
+}
+RULE_ORDER = list(CLAIMS)
+
+
+@dataclass(slots=True)
+class Candidate:
+    """One way the rule could break: the model decides whether it does."""
+
+    var: str
+    message: str
+    cites: list[Cite]
+
+
+@dataclass(slots=True)
+class Obligation:
+    rule: str
+    scope: str
+    facts: list[tuple[str, str, Cite | None]]  # (name, assertion, place)
+    decls: list[str]
+    defs: list[str]  # definitions of candidate/aux variables (not facts)
+    violation: str
+    candidates: list[Candidate] = field(default_factory=list)
+    pairs: list[tuple[str, str, Candidate]] = field(default_factory=list)  # BUSY keys
+    aux: dict[str, str] = field(default_factory=dict)  # model values to report
+
+    def text(self, named: bool = False) -> str:
+        """The query (without check-sat): declarations, facts, definitions, violation."""
+        out = list(self.decls)
+        if named:
+            out += [f"(assert (! {a} :named {n}))" for n, a, _ in self.facts]
+        else:
+            out += [f"(assert {a})" for _, a, _ in self.facts]
+        out += self.defs
+        out.append(f"(assert {self.violation})")
+        return "\n".join(out) + "\n"
+
+
+def _b(v: bool) -> str:
+    return "true" if v else "false"
+
+
+def _i(v: int) -> str:
+    return str(v) if v >= 0 else f"(- {-v})"
+
+
+class _FactSet:
+    """The facts one obligation needs, each asserted once, with its DTS place."""
+
+    def __init__(self, facts: Facts) -> None:
+        self.f = facts
+        self.items: list[tuple[str, str, Cite | None]] = []
+        self.seen: set[str] = set()
+
+    def add(self, name: str, assertion: str, cite: Cite | None) -> None:
+        if name not in self.seen:
+            self.seen.add(name)
+            self.items.append((name, assertion, cite))
+
+    def node(self, i: int, *what: str) -> None:
+        nf = self.f.nodes[i]
+        for w in what:
+            self._one(nf, w)
+
+    def _one(self, nf: NodeFact, w: str) -> None:
+        i = nf.idx
+        c = nf.cites
+        if w == "hp":
+            self.add(f"hp_{i}", f"(= (hp {i}) {_b(nf.has_prop)})", c["prop"])
+        elif w == "nb":
+            self.add(f"nb_{i}", f"(= (nb {i}) {nf.nbytes})", c["prop"])
+        elif w == "c0":
+            self.add(f"c0_{i}", f"(= (c0 {i}) {nf.port})", c["port"])
+        elif w == "c1":
+            self.add(f"c1_{i}", f"(= (c1 {i}) {nf.ref})", c["ref"])
+        elif w == "ph":
+            self.add(f"ph_{i}", f"(= (ph {i}) {nf.phandle})", c["node"])
+        elif w == "par":
+            self.add(f"par_{i}", f"(= (par {i}) {_b(nf.has_parent)})", c["node"])
+        elif w == "dm":
+            self.add(f"dm_{i}", f"(= (dm {i}) {_i(nf.dom)})", c["parent"])
+        elif w == "tg":
+            self.add(f"tg_{i}", f"(= (tg {i}) {_i(nf.target)})", c["ref"])
+
+    def dom(self, d: int) -> None:
+        df = self.f.domains[d]
+        self.add(f"lim_{d}", f"(= (lim {d}) {df.limit})", df.cite)
+        self.add(f"xs_{d}", f"(= (xs {d}) {_b(df.xenstore)})", df.cite)
+
+
+def _structural(facts: Facts) -> list[Obligation]:
+    """XEN-PROP-*, XEN-PEER-*, XEN-DOMAIN-UNKNOWN over every visit (one query each)."""
+    nodes = facts.nodes
+    per_rule: dict[str, tuple[_FactSet, list[Candidate], list[str]]] = {}
+    conds: dict[str, list[tuple[int, str, str]]] = defaultdict(list)
+    for v in facts.visits:
+        n = nodes[v]
+        t = n.target
+        okp = f"(and (hp {v}) (>= (nb {v}) 8))"
+        tgt = f"(tg {v})"
+        has_t = f"(>= {tgt} 0)"
+        okt = f"(and (hp {tgt}) (>= (nb {tgt}) 8))"
+        pair = f"(and {okp} {has_t} {okt})"
+        sym = f"(= (c1 {tgt}) (ph {v}))"
+        path = n.node.path
+        tpath = nodes[t].node.path if t >= 0 else "?"
+        conds[R.XEN_PROP_MISSING].append(
+            (v, f"(or (not (hp {v})) (and {okp} {has_t} (not (hp {tgt}))))",
+             f"{path} or its peer {tpath} has no xen,evtchn"))
+        conds[R.XEN_PROP_SHORT].append(
+            (v, f"(or (and (hp {v}) (< (nb {v}) 8)) (and {okp} {has_t} (hp {tgt}) "
+                f"(< (nb {tgt}) 8)))", f"{path} or its peer {tpath}: xen,evtchn under 2 cells"))
+        conds[R.XEN_PEER_UNKNOWN].append(
+            (v, f"(and {okp} (< {tgt} 0))", f"{path}: its phandle names no node"))
+        conds[R.XEN_PEER_ASYMMETRIC].append(
+            (v, f"(and {pair} (not {sym}))", f"{path} -> {tpath}, which does not point back"))
+        conds[R.XEN_PEER_ROOT].append(
+            (v, f"(and {pair} {sym} (not (par {tgt})))", f"{path}: its peer is the root"))
+        conds[R.XEN_DOMAIN_UNKNOWN].append(
+            (v, f"(and {pair} {sym} (par {tgt}) (or (< (dm {v}) 0) (< (dm {tgt}) 0)))",
+             f"{path} <-> {tpath}: an end in no domain Xen created"))
+    out = []
+    for rule in (R.XEN_PROP_MISSING, R.XEN_PROP_SHORT, R.XEN_PEER_UNKNOWN,
+                 R.XEN_PEER_ASYMMETRIC, R.XEN_PEER_ROOT, R.XEN_DOMAIN_UNKNOWN):
+        items = conds.get(rule, [])
+        if not items:
+            continue
+        fs = _FactSet(facts)
+        cands: list[Candidate] = []
+        defs: list[str] = []
+        for v, cond, msg in items:
+            fs.node(v, "hp", "nb", "tg", "ph", "dm")
+            t = nodes[v].target
+            if t >= 0:
+                fs.node(t, "hp", "nb", "c1", "par", "dm")
+            name = f"v{v}"
+            defs.append(f"(declare-const {name} Bool)\n(assert (= {name} {cond}))")
+            nv = nodes[v]
+            cites = [nv.cites["prop"]] + ([nodes[t].cites["ref"]] if t >= 0 else [])
+            cands.append(Candidate(name, msg, cites))
+        per_rule[rule] = (fs, cands, defs)
+        violation = "(or " + " ".join(c.var for c in cands) + ")" if len(cands) > 1 \
+            else cands[0].var
+        out.append(Obligation(rule, "all visits", fs.items, [DECLS], defs, violation, cands))
+    return out
+
+
+@dataclass(slots=True)
+class _Event:
+    att: Attempt
+    side: str  # "A" | "B"
+    node: int  # node fact index
+    key: str  # SMT name of the port this event holds
+
+
+def _ports(facts: Facts) -> list[Obligation]:
+    """EVT-PORT-* and XEN-PEER-SELF, one query per rule and domain."""
+    nodes = facts.nodes
+    by_dom: dict[int, list[_Event]] = defaultdict(list)
+    for at in facts.attempts:
+        da = nodes[at.a].dom
+        db = nodes[at.b].dom
+        by_dom[da].append(_Event(at, "A", at.a, f"pa{at.time}"))
+        by_dom[db].append(_Event(at, "B", at.b, f"pb{at.time}"))
+    out: list[Obligation] = []
+    for d in sorted(by_dom):
+        evs = by_dom[d]
+        df = facts.domains[d]
+        scope = f"d{d} ({df.name})"
+        out += _port_domain(facts, d, scope, evs)
+    return out
+
+
+def _va(a: int, da: int) -> str:
+    """Side A's allocation succeeds (port 0 takes a free port)."""
+    return f"(and (<= (c0 {a}) (lim {da})) (not (and (xs {da}) (= (c0 {a}) {XENSTORE_PORT}))))"
+
+
+def _vb(b: int, db: int) -> str:
+    """Side B's own port is allocatable (0 means the lowest free one)."""
+    return f"(and (<= (c0 {b}) (lim {db})) (not (and (xs {db}) (= (c0 {b}) {XENSTORE_PORT}))))"
+
+
+def _held(at: Attempt, nodes: list[NodeFact]) -> str:
+    """The attempt makes its channel, so both ports stay taken."""
+    if at.a == at.b:
+        return "false"
+    a, b = at.a, at.b
+    return (f"(and (not (= (c0 {a}) 0)) {_va(a, nodes[a].dom)} {_vb(b, nodes[b].dom)})")
+
+
+def _port_domain(facts: Facts, d: int, scope: str, evs: list[_Event]) -> list[Obligation]:
+    nodes = facts.nodes
+    out: list[Obligation] = []
+
+    def base(with_other_side: bool) -> _FactSet:
+        fs = _FactSet(facts)
+        fs.dom(d)
+        for e in evs:
+            fs.node(e.node, "c0")
+            if with_other_side:
+                other = e.att.b if e.side == "A" else e.att.a
+                fs.node(other, "c0")
+                fs.dom(nodes[other].dom)
+        return fs
+
+    def ob(rule: str, fs: _FactSet, cands: list[Candidate], defs: list[str],
+           extra: list[str] | None = None) -> None:
+        if not cands:
+            return
+        viol = "(or " + " ".join(c.var for c in cands) + ")" if len(cands) > 1 \
+            else cands[0].var
+        out.append(Obligation(rule, scope, fs.items, [DECLS, *(extra or [])], defs, viol,
+                              cands))
+
+    def cand(name: str, cond: str, msg: str, cites: list[Cite]) -> tuple[str, Candidate]:
+        return f"(declare-const {name} Bool)\n(assert (= {name} {cond}))", \
+            Candidate(name, msg, cites)
+
+    # EVT-PORT-RANGE: an explicit port above the domain's limit.
+    fs, cands, defs = base(False), [], []
+    for e in evs:
+        n = nodes[e.node]
+        df, c = cand(f"r{e.att.time}{e.side}", f"(> (c0 {e.node}) (lim {d}))",
+                     f"{n.node.path}: port {n.port} > d{d}'s limit "
+                     f"{facts.domains[d].limit}", [n.cites["port"]])
+        defs.append(df)
+        cands.append(c)
+    ob(R.EVT_PORT_RANGE, fs, cands, defs)
+
+    # EVT-PORT-XENSTORE: port 1 where Xen already put the xenstore channel.
+    if facts.domains[d].xenstore:
+        fs, cands, defs = base(False), [], []
+        for e in evs:
+            n = nodes[e.node]
+            df, c = cand(f"x{e.att.time}{e.side}",
+                         f"(and (xs {d}) (= (c0 {e.node}) {XENSTORE_PORT}))",
+                         f"{n.node.path}: port {XENSTORE_PORT} is d{d}'s xenstore port",
+                         [n.cites["port"]] + ([facts.domains[d].cite]
+                                              if facts.domains[d].cite else []))
+            defs.append(df)
+            cands.append(c)
+        ob(R.EVT_PORT_XENSTORE, fs, cands, defs)
+
+    # The domain's port model: which port every event holds, in Xen's order. A port-0
+    # request takes the lowest free port at that moment, which the solver works out.
+    mfs = base(True)
+    mdefs: list[str] = []
+    mextra: list[str] = []
+    pairs: list[tuple[str, str, Candidate]] = []
+    aux: dict[str, str] = {}
+    earlier: list[tuple[str, str]] = []  # (held condition, port term)
+    if facts.domains[d].xenstore:
+        earlier.append((f"(xs {d})", str(XENSTORE_PORT)))
+    keyterms: list[str] = []
+    qa: dict[int, str] = {}  # loopback attempts whose side A asks for port 0
+    zdefs: list[tuple[Attempt, str]] = []  # side B's own allocation succeeds
+    a_pos: dict[int, int] = {}  # attempt time -> index of its side A in `earlier`
+
+    def lowest_free(q: str, before: list[tuple[str, str]]) -> str:
+        parts = [f"(>= {q} 1)", f"(<= {q} (lim {d}))"]
+        cnt = []
+        for h, p in before:
+            parts.append(f"(or (not {h}) (not (= {p} {q})))")
+            cnt.append(f"(ite (and {h} (>= {p} 1) (< {p} {q})) 1 0)")
+        total = "(+ " + " ".join(cnt) + " 0)" if cnt else "0"
+        parts.append(f"(= {total} (- {q} 1))")
+        return "(and " + " ".join(parts) + ")"
+
+    for e in sorted(evs, key=lambda e: (e.att.time, e.side)):
+        at = e.att
+        held = _held(at, nodes)
+        n = nodes[e.node]
+        if e.side == "A":
+            port = f"(c0 {e.node})"
+            if n.port == 0 and nodes[at.b].dom == d and at.a != at.b:
+                q = f"qa{at.time}"
+                mextra.append(f"(declare-const {q} Int)")
+                mdefs.append(f"(assert (=> (= (c0 {e.node}) 0) {lowest_free(q, earlier)}))")
+                qa[at.time] = q
+                aux[q] = f"port Xen allocates for {n.node.path} (asked for 0)"
+        else:
+            q = f"q{at.time}"
+            mextra.append(f"(declare-const {q} Int)")
+            port = q
+            before = list(earlier)
+            if at.time in a_pos:  # loopback: side A's port is taken once A is allocated
+                before[a_pos[at.time]] = (f"(and (not (= (c0 {at.a}) 0)) {_va(at.a, d)})",
+                                          f"(c0 {at.a})")
+            na = nodes[at.a]
+            if na.port == 0:
+                # EVT-PORT-ZERO needs side B's own allocation to succeed first.
+                own = [_vb(at.b, d), f"(=> (not (= (c0 {e.node}) 0)) (and " + " ".join(
+                    f"(or (not {h}) (not (= {p} (c0 {e.node}))))" for h, p in earlier)
+                    + " true))"]
+                if at.time in qa:
+                    own.append(f"(not (= (c0 {e.node}) {qa[at.time]}))")
+                zdefs.append((at, "(and " + " ".join(own) + ")"))
+            if n.port == 0:
+                aux[q] = f"port Xen binds for {n.node.path} (asked for 0)"
+                mdefs.append(f"(assert (=> (= (c0 {e.node}) 0) {lowest_free(q, before)}))")
+            mdefs.append(f"(assert (=> (not (= (c0 {e.node}) 0)) (= {q} (c0 {e.node}))))")
+        if at.a != at.b:
+            k = f"k{at.time}{e.side}"
+            mextra.append(f"(declare-const {k} Int)")
+            sentinel = at.time * 2 + 1 + (e.side == "B")
+            mdefs.append(f"(assert (= {k} (ite {held} {port} (- {sentinel}))))")
+            keyterms.append(k)
+            pairs.append((k, port, Candidate(k, n.node.path, [n.cites["port"]])))
+            if e.side == "A":
+                a_pos[at.time] = len(earlier)
+            earlier.append((held, port))
+
+    # XEN-PEER-SELF: per self-linked attempt whose side A is in d.
+    sc: list[Candidate] = []
+    sd: list[str] = []
+    for e in evs:
+        if e.side == "A" and e.att.a == e.att.b:
+            a = e.att.a
+            na = nodes[a]
+            df, c = cand(f"s{e.att.time}", f"(and (not (= (c0 {a}) 0)) {_va(a, d)})",
+                         f"{na.node.path} is its own peer (port {na.port} in d{d} twice)",
+                         [na.cites["ref"]])
+            sd.append(df)
+            sc.append(c)
+    ob(R.XEN_PEER_SELF, base(True), sc, sd)
+
+    # EVT-PORT-ZERO: side A asked for port 0 and side B (in d) got its own port, so
+    # the bind names port 0 of side A's domain. Checked in side B's domain.
+    zc: list[Candidate] = []
+    zd: list[str] = []
+    lz: list[Candidate] = []
+    for at, own_ok in zdefs:
+        a, b = at.a, at.b
+        na, nb_ = nodes[a], nodes[b]
+        if at.time in qa:  # loopback: side A's free port may be the one side B asks for
+            q = qa[at.time]
+            df, c = cand(f"lz{at.time}", f"(and (= (c0 {a}) 0) {_vb(b, d)} (= (c0 {b}) {q}))",
+                         f"{na.node.path} asks for port 0 and gets the lowest free port of "
+                         f"d{d}, which its peer {nb_.node.path} asks for",
+                         [na.cites["port"], nb_.cites["port"]])
+            mdefs.append(df)
+            lz.append(c)
+        df, c = cand(f"z{at.time}", f"(and (= (c0 {a}) 0) {own_ok})",
+                     f"{na.node.path} is side A (visited first) and asks for port 0; "
+                     f"its peer {nb_.node.path} is side B", [na.cites["port"],
+                                                             nb_.cites["port"]])
+        zd.append(df)
+        zc.append(c)
+    if zc:
+        out.append(Obligation(R.EVT_PORT_ZERO, scope, mfs.items, [DECLS, *mextra],
+                              [*mdefs, *zd], "(or " + " ".join(c.var for c in zc)
+                              + " false)", zc))
+
+    # EVT-PORT-BUSY: the ports the channels keep are distinct.
+    terms = [f"(not (distinct {' '.join(keyterms)}))"] if len(keyterms) >= 2 else []
+    terms += [c.var for c in lz]
+    if terms:
+        viol = terms[0] if len(terms) == 1 else "(or " + " ".join(terms) + ")"
+        out.append(Obligation(R.EVT_PORT_BUSY, scope, mfs.items, [DECLS, *mextra], mdefs,
+                              viol, lz, pairs, aux))
+    return out
+
+
+def _lost(facts: Facts) -> list[Obligation]:
+    """XEN-NOT-WALKED / XEN-COMPAT: a described channel that no visit makes."""
+    out = []
+    for rule, pick in ((R.XEN_NOT_WALKED, lambda e: e.v1 and not e.walked),
+                       (R.XEN_COMPAT, lambda e: not e.v1)):
+        eps = [e for e in facts.endpoints if pick(e)]
+        if not eps:
+            continue
+        items: list[tuple[str, str, Cite | None]] = []
+        cands = []
+        defs: list[str] = []
+        for j, e in enumerate(eps):
+            items.append((f"inch_{j}", f"(= (inch {j}) {_b(e.in_channel)})", e.cite))
+            items.append((f"inv_{j}", f"(= (inv {j}) {_b(e.involved)})", e.cite))
+            name = f"l{j}"
+            defs.append(f"(declare-const {name} Bool)\n"
+                        f"(assert (= {name} (and (not (inch {j})) (not (inv {j})))))")
+            what = "never visited" if rule == R.XEN_NOT_WALKED else "skipped (not xen,evtchn-v1)"
+            cands.append(Candidate(name, f"{e.node.path} is {what} and in no channel",
+                                   [e.cite]))
+        viol = "(or " + " ".join(c.var for c in cands) + ")" if len(cands) > 1 \
+            else cands[0].var
+        out.append(Obligation(rule, "all endpoints", items,
+                              ["(declare-fun inch (Int) Bool)\n(declare-fun inv (Int) Bool)"],
+                              defs, viol, cands))
+    return out
+
+
+def _listed(rule: str, cites: list[Cite], what: str) -> Obligation:
+    items = [(f"e{j}", f"(= e{j} true)", c) for j, c in enumerate(cites)]
+    decls = [f"(declare-const e{j} Bool)" for j in range(len(cites))]
+    cands = [Candidate(f"e{j}", f"{c.node}: {what}", [c]) for j, c in enumerate(cites)]
+    viol = "(or " + " ".join(c.var for c in cands) + ")" if len(cands) > 1 else cands[0].var
+    return Obligation(rule, "all", items, decls, [], viol, cands)
+
+
+def obligations(facts: Facts) -> list[Obligation]:
+    """Every obligation of the config, in RULE_ORDER."""
+    obs = _structural(facts) + _ports(facts) + _lost(facts)
+    if facts.xenstore_without_domain:
+        obs.append(_listed(R.DOM_XENSTORE, facts.xenstore_without_domain,
+                           "xen,enhanced asks for xenstore and no xenstore domain exists"))
+    if facts.seed_nodes and facts.config.dialect_mode == "auto":
+        obs.append(_listed(R.SEED_UNMERGED, facts.seed_nodes,
+                           "a seed-dialect node, which Xen 4.17 skips"))
+    rank = {r: i for i, r in enumerate(RULE_ORDER)}
+    obs.sort(key=lambda o: rank.get(o.rule, 99))
+    return obs
