@@ -7,9 +7,9 @@ from 2-level (the port limit becomes 2^17; every valid port's 2-level pending
 bit is saved in evtchn->pending), EVTCHNOP_expand_array (one page = 1024 event
 words, at most 128 pages, -EOPNOTSUPP before init_control; saved events are
 re-raised on the page that covers them), EVTCHNOP_set_priority, and per port the
-PENDING, MASKED and LINKED bits of the event word: set_pending sets PENDING and,
-when neither MASKED nor LINKED and the notify vCPU has a control block, links the
-port (LINKED, the port's "busy" state for evtchn_allocate_port) and raises an
+PENDING, MASKED and LINKED bits of the event word: set_pending drops the event
+when the notify vCPU has no control block, else sets PENDING and, when neither
+MASKED nor LINKED, links the port (LINKED, the port's "busy" state for evtchn_allocate_port) and raises an
 upcall when the vCPU's queue was empty and its READY bit was clear.
 
 Not modelled: the control-block gfn and event-array gfns (always assumed to map;
@@ -53,11 +53,11 @@ def fifo_set_pending(d: Domain, vcpu: int, port: int) -> bool:
     if not has_word(d, port):
         d.evtchn_from_port(port).fifo_saved_pending = True
         return False
+    if vcpu not in d.fifo_control:
+        return False  # no control block mapped: the event is dropped, PENDING untouched
     d.fifo_pending.add(port)
     if port in d.fifo_masked or port in d.fifo_linked:
         return False
-    if vcpu not in d.fifo_control:
-        return False  # no control block: the event stays pending, unlinked
     empty = vcpu not in d.fifo_linked.values()
     d.fifo_linked[port] = vcpu
     if empty and not d.fifo_ready.get(vcpu, False):

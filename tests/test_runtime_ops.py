@@ -233,3 +233,15 @@ def test_status_never_changes_anything(p: int, dom: int) -> None:
     for caller in (0, 1, 2):
         s.hc_status(caller, dom, p)
     assert before == {d: port_entries(x) for d, x in s.domains.items()}
+
+
+def test_fifo_event_for_a_vcpu_without_control_block_is_dropped() -> None:
+    s = booted()
+    d1 = s.domains[1]
+    assert init_control(d1, 0, 0)[0] == 0 and expand_array(d1) == 0
+    assert s.hc_bind_vcpu(1, 10, 1) == (0, None)  # vCPU 1 has no control block
+    assert s.hc_send(2, 11) == (0, None)
+    assert 10 not in d1.fifo_pending
+    assert init_control(d1, 1, 64)[0] == 0
+    s.hc_send(2, 11)
+    assert 10 in d1.fifo_pending and d1.fifo_linked[10] == 1 and d1.upcalls[-1] == 1
