@@ -5,17 +5,19 @@ What is taken from the user's tree:
   writes each domain's kernel module itself (reusing the user's first
   `multiboot,kernel` node in place, so nodes under it survive; other
   `multiboot,*` modules are dropped), so the user never needs load addresses;
-* top-level nodes whose name QEMU's tree does not already have (so evtchn
-  nodes outside /chosen can be tried); other top-level nodes and root
-  properties are QEMU's (the machine must stay the machine QEMU emulates),
+* top-level nodes whose name QEMU's tree does not already have and that hold
+  an evtchn node (so endpoints outside /chosen can be tried); every other
+  top-level node and root property is QEMU's (the machine must stay the
+  machine QEMU emulates: a user's own GIC or memory node is not taken),
   except root properties QEMU's root does not have (a root phandle, say).
 
 What the runner adds:
 * one `multiboot,kernel` module per `xen,domain` child of /chosen (and one
   directly under /chosen for dom0), in the address/size cells Xen will use;
-* `xen,xen-bootargs`: console on QEMU's PL011, `guest_loglvl=all` (Xen shows
-  domU console_io output only then), no boot scrub, `dom0_mem` with dom0; a
-  user `xen,xen-bootargs` is appended (Xen's last occurrence of an option wins).
+* `xen,xen-bootargs`: the user's `xen,xen-bootargs` first, then console on
+  QEMU's PL011, `guest_loglvl=all` (Xen shows domU console_io output only
+  then), no boot scrub, `dom0_mem` with dom0 (Xen's last occurrence of an
+  option wins, so these always hold).
 """
 
 from __future__ import annotations
@@ -122,6 +124,13 @@ def _phandles(node: FdtNode) -> set[int]:
     return out
 
 
+def _has_evtchn(node: FdtNode) -> bool:
+    """Whether any node of this subtree looks like an evtchn endpoint."""
+    return any(n.prop("xen,evtchn") is not None
+               or any(c.startswith("xen,evtchn") for c in n.strings("compatible"))
+               for _, n in node.walk())
+
+
 def _memory_kib(node: FdtNode) -> int:
     raw = node.prop("memory")
     if not raw or len(raw) % 4:
@@ -191,8 +200,8 @@ def build(user: Fdt, qemu: Fdt, *, dom0: bool, source: str = "<input>",
     for top in user.root.children:
         if top.name == "chosen":
             continue
-        if top.name in qnames:
-            plan.notes.append(f"/{top.name}: kept QEMU's node of that name, the user's is ignored")
+        if top.name in qnames or not _has_evtchn(top):
+            plan.notes.append(f"/{top.name}: not taken (QEMU's machine describes the hardware)")
             continue
         root.children.append(top)
 
@@ -228,7 +237,9 @@ def build(user: Fdt, qemu: Fdt, *, dom0: bool, source: str = "<input>",
     if dom0:
         args += f" dom0_mem={DOM0_MEM_MB}M"
     if user_bootargs:
-        args += " " + user_bootargs.rstrip(b"\0").decode("latin-1")
+        # The user's options first: Xen keeps the last occurrence of an option, and
+        # the runner's console settings must win (QEMU's tree has no serial0 alias).
+        args = user_bootargs.rstrip(b"\0").decode("latin-1") + " " + args
     qchosen.set_prop("xen,xen-bootargs", fdt.string(args))
     plan.bootargs = args
     plan.ram_mb = ram_needed(user, dom0=dom0)

@@ -98,6 +98,7 @@ USER = """/dts-v1/;
       d2 { compatible = "xen,domain"; #address-cells = <2>; #size-cells = <2>;
            b: evtchn@1 { compatible = "xen,evtchn-v1"; xen,evtchn = <2 &a>; }; }; };
     extra { x = <1>; };
+    stray { e { compatible = "xen,evtchn-v1"; }; };
     intc@8000000 { y = <2>; }; };
 """
 
@@ -120,14 +121,15 @@ def test_build_places_one_kernel_per_domain() -> None:
     mod2 = [c for c in d2.children if "multiboot,kernel" in c.strings("compatible")]
     assert mod2[0].prop("reg") == fdt.cells(plan.domains[1].load_addr, 2) + fdt.cells(0x9000, 2)
     assert plan.domains[1].load_addr - plan.domains[0].load_addr >= 0x9000
-    # bootargs: ours first, the user's appended (Xen keeps the last occurrence)
+    # bootargs: the user's first, ours after (Xen keeps the last occurrence)
     args = chosen.strings("xen,xen-bootargs")[0]
-    assert "guest_loglvl=all" in args and args.endswith("sched=null")
+    assert args.startswith("sched=null ") and args.endswith(dtbuild.BASE_BOOTARGS)
     assert "dom0_mem" not in args
-    # QEMU's own nodes win; new top-level nodes are added
+    # QEMU's own nodes win; only new top-level nodes holding evtchn nodes are added
     intc = plan.tree.root.child("intc@8000000")
     assert intc is not None and intc.prop("y") is None
-    assert plan.tree.root.child("extra") is not None
+    assert plan.tree.root.child("extra") is None
+    assert plan.tree.root.child("stray") is not None
     assert chosen.strings("stdout-path") == ["/pl011@9000000"]
 
 
