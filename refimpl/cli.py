@@ -157,10 +157,11 @@ def cmd_table(args: argparse.Namespace) -> int:
 
 def cmd_graph(args: argparse.Namespace) -> int:
     from .boot import boot
-    from .graph import to_dot, to_mermaid
+    from .graph import to_dot, to_mermaid, to_svg
 
     res = boot(load_config(args), keep_going=True)
-    sys.stdout.write(to_mermaid(res) if args.format == "mermaid" else to_dot(res))
+    render = {"dot": to_dot, "mermaid": to_mermaid, "svg": to_svg}[args.format]
+    sys.stdout.write(render(res))
     return EXIT_OK if res.failure is None else EXIT_VIOLATION
 
 
@@ -230,7 +231,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("graph", help="the channel topology as a picture")
     _common(p)
-    p.add_argument("--format", choices=("dot", "mermaid"), default="dot")
+    p.add_argument("--format", choices=("dot", "mermaid", "svg"), default="dot")
     p.set_defaults(handler=cmd_graph)
 
     from .proofs.cli import add_fix_arguments, add_prove_arguments, cmd_fix, cmd_prove
