@@ -173,6 +173,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     calls = load_trace(args.trace)
     res = boot(load_config(args))
+    res.state.xsm = args.xsm
     doc = run(res, calls)
     if args.format == "json":
         sys.stdout.write(json.dumps(doc, indent=1) + "\n")
@@ -250,6 +251,8 @@ def build_parser() -> argparse.ArgumentParser:
     _common(p)
     p.add_argument("trace", metavar="TRACE.json", help="the calls (spec/trace.md)")
     p.add_argument("--format", choices=("text", "json"), default="text")
+    p.add_argument("--xsm", choices=("silo", "dummy"), default="silo",
+                   help="XSM policy (silo: Debian's 4.17 build; dummy: upstream's default)")
     p.set_defaults(handler=cmd_run)
 
     planned = {
