@@ -128,3 +128,15 @@ def test_any_json_is_a_trace_or_one_located_error(doc: object, indent: int) -> N
         assert isinstance(doc, (list, dict))
         for c in parsed:
             assert c.op in OPS and set(c.args) == {a.name for a in OPS[c.op].args}
+
+
+def test_xsm_option_decides_domu_to_domu_allocation(capsys: pytest.CaptureFixture[str],
+                                                   tmp_path: Path) -> None:
+    t = tmp_path / "t.json"
+    t.write_text('[{"caller": 1, "op": "alloc_unbound", "args": {"remote_dom": 2}}]')
+    rcs = []
+    for xsm in ("silo", "dummy"):
+        rc, out, _ = run_cli(capsys, "run", PAIR, str(t), "--format", "json", "--xsm", xsm)
+        assert rc == 0
+        rcs.append(json.loads(out)["calls"][0]["rc"])
+    assert rcs == [-1, 0]
