@@ -17,6 +17,7 @@ import json
 import os
 import subprocess
 import sys
+import tempfile
 from typing import Any
 
 from ..grammar.errors import InputError, Span
@@ -49,6 +50,9 @@ def configure_parser(p: argparse.ArgumentParser) -> None:
     p.add_argument("--dom0", action="store_true",
                    help="also boot a dom0 (implied when /chosen has a multiboot,kernel module); "
                         "Xen reads /chosen-level evtchn nodes only with a dom0")
+    p.add_argument("--add-kernels", action="store_true",
+                   help="give every xen,domain node without a multiboot,kernel module one "
+                        "(by default Xen sees the modules exactly as written)")
     p.add_argument("--timeout", type=float, default=120.0, metavar="S",
                    help="hard limit for the QEMU run in seconds (default 120)")
     p.add_argument("--compare", action="store_true",
@@ -86,7 +90,8 @@ def cmd_xen(args: argparse.Namespace) -> int:
     commands, nslots = trace.schedule(calls)
     timeout = float(args.timeout)
     result = qemu.boot(tools, user, dom0=dom0, timeout=timeout, source=args.file,
-                       commands=commands, slot_ms=args.slot_ms if calls else 0, nslots=nslots)
+                       commands=commands, slot_ms=args.slot_ms if calls else 0, nslots=nslots,
+                       add_kernels=args.add_kernels)
     if args.console:
         with open(args.console, "w", encoding="utf-8") as fh:
             fh.write("\n".join(result.console) + "\n")
@@ -97,7 +102,7 @@ def cmd_xen(args: argparse.Namespace) -> int:
         doc = trace.run_json(result.console, result.plan, boot, calls)
     rc = EXIT_OK if boot["outcome"] in ("booted", "panic") else EXIT_UNKNOWN
     if args.compare:
-        ref, err = reference_boot(args)
+        ref, err = reference_boot(args, result.plan.user_view)
         diffs = compare.differences(boot, ref) if ref is not None else []
         doc = {"format": 1, "xen": doc, "reference": ref, "differences": diffs}
         if err:
@@ -112,17 +117,29 @@ def cmd_xen(args: argparse.Namespace) -> int:
     return rc
 
 
-def reference_boot(args: argparse.Namespace) -> tuple[dict[str, Any] | None, str | None]:
-    """The reference `boot` JSON for the same input, through the stable CLI contract."""
-    # Real Xen knows only its own dialect, so the reference is asked for that one.
-    cmd = [sys.executable, "-m", "evtchn_spec.cli", "boot", args.file, "--format", "json",
-           "--dialect", "xen", "--xen", args.xen_version]
-    if args.cpp:
-        cmd.append("--cpp")
-    for d in args.include_dirs:
-        cmd += ["-I", d]
-    env = dict(os.environ)
-    proc = subprocess.run(cmd, capture_output=True, text=True, check=False, env=env, timeout=300)
+def reference_boot(args: argparse.Namespace, view: fdt.Fdt | None = None
+                   ) -> tuple[dict[str, Any] | None, str | None]:
+    """The reference `boot` JSON, through the stable CLI contract.
+
+    With VIEW (the user's tree as Xen saw it: module nodes rewritten by the
+    runner) the reference boots exactly that, written out as a DTB; otherwise
+    the user's file.
+    """
+    with tempfile.TemporaryDirectory(prefix="evtchn-ref-") as tmp:
+        if view is not None:
+            path = os.path.join(tmp, "as-booted.dtb")
+            with open(path, "wb") as fh:
+                fh.write(fdt.serialize(view))
+            extra: list[str] = []
+        else:
+            path = args.file
+            extra = ["--cpp"] if args.cpp else []
+            for d in args.include_dirs:
+                extra += ["-I", d]
+        # Real Xen knows only its own dialect, so the reference is asked for that one.
+        cmd = [sys.executable, "-m", "evtchn_spec.cli", "boot", path, "--format", "json",
+               "--dialect", "xen", "--xen", args.xen_version, *extra]
+        proc = subprocess.run(cmd, capture_output=True, text=True, check=False, timeout=300)
     try:
         doc = json.loads(proc.stdout)
     except json.JSONDecodeError:

@@ -61,6 +61,7 @@ class BootPlan:
     ram_mb: int = 1024
     bootargs: str = ""
     notes: list[str] = field(default_factory=list)
+    user_view: Fdt | None = None
 
 
 def compile_source(path: str, *, cpp: bool = False, include_dirs: list[str] | None = None,
@@ -139,12 +140,14 @@ def _memory_kib(node: FdtNode) -> int:
 
 
 def _with_kernel(children: list[FdtNode], addr: int, size: int, cells_a: int,
-                 cells_s: int) -> list[FdtNode]:
+                 cells_s: int, *, add: bool = True) -> tuple[list[FdtNode], bool]:
     """CHILDREN with module nodes replaced by one kernel module at ADDR.
 
     The user's first multiboot,kernel node is reused in place (its name, other
     properties and sub-nodes stay, so evtchn nodes placed under a kernel module
     are still tried); other module nodes (ramdisks, partial DTBs) are dropped.
+    Without a kernel node, one is added only when ADD; the flag returned says
+    whether the children now hold a kernel.
     """
     reg = fdt.cells(addr, cells_a) + fdt.cells(size, cells_s)
     compat = fdt.string_list("multiboot,kernel", "multiboot,module")
@@ -158,9 +161,10 @@ def _with_kernel(children: list[FdtNode], addr: int, size: int, cells_a: int,
             c.set_prop("reg", reg)
             out.append(c)
             placed = True
-    if not placed:
+    if not placed and add:
         out.append(FdtNode(f"module@{addr:x}", [("compatible", compat), ("reg", reg)]))
-    return out
+        placed = True
+    return out, placed
 
 
 def has_dom0_kernel(user: Fdt) -> bool:
@@ -174,8 +178,14 @@ def domain_nodes(chosen: FdtNode) -> list[FdtNode]:
 
 
 def build(user: Fdt, qemu: Fdt, *, dom0: bool, source: str = "<input>",
-          module_size: int = MODULE_STRIDE) -> BootPlan:
-    """Merge USER's /chosen into QEMU's tree (both parsed DTBs); see the module docstring."""
+          module_size: int = MODULE_STRIDE, add_kernels: bool = False) -> BootPlan:
+    """Merge USER's /chosen into QEMU's tree (both parsed DTBs); see the module docstring.
+
+    A xen,domain node without a multiboot,kernel module gets one only with
+    ADD_KERNELS (otherwise Xen sees it as the user wrote it, kernel-less).
+    `plan.user_view` is the user's tree as Xen sees it (module nodes rewritten),
+    for running the reference on exactly that.
+    """
     root = qemu.root
     plan = BootPlan(tree=qemu, dom0=dom0)
     clash = _phandles(user.root) & _phandles(root)
@@ -210,7 +220,7 @@ def build(user: Fdt, qemu: Fdt, *, dom0: bool, source: str = "<input>",
     cells_a = _cells([root, qchosen], "#address-cells", 2)
     cells_s = _cells([root, qchosen], "#size-cells", 1)
     if dom0:
-        kept = _with_kernel(uchosen.children, addr, module_size, cells_a, cells_s)
+        kept, _ = _with_kernel(uchosen.children, addr, module_size, cells_a, cells_s)
     else:
         kept = [c for c in uchosen.children if not _is_module(c)]
     if dom0:
@@ -224,7 +234,11 @@ def build(user: Fdt, qemu: Fdt, *, dom0: bool, source: str = "<input>",
         domid += 1
         cells_a = _cells([root, qchosen, child], "#address-cells", 2)
         cells_s = _cells([root, qchosen, child], "#size-cells", 1)
-        child.children = _with_kernel(child.children, addr, module_size, cells_a, cells_s)
+        child.children, has_kernel = _with_kernel(child.children, addr, module_size, cells_a,
+                                                  cells_s, add=add_kernels)
+        if not has_kernel:
+            plan.notes.append(f"/chosen/{child.name}: no multiboot,kernel module")
+            continue
         tag = f"{index}:{child.name}"[:31]
         plan.domains.append(DomainPlan(index, domid, child.name, f"/chosen/{child.name}",
                                        addr, tag))
@@ -232,6 +246,9 @@ def build(user: Fdt, qemu: Fdt, *, dom0: bool, source: str = "<input>",
         addr += MODULE_STRIDE
     qchosen.children = [c for c in qchosen.children if not _is_module(c)]
     qchosen.children.extend(kept)
+    plan.user_view = Fdt(FdtNode("", list(user.root.props), [
+        FdtNode("chosen", list(uchosen.props), list(kept)),
+        *(c for c in user.root.children if c.name != "chosen")]), list(user.reserved))
 
     args = BASE_BOOTARGS
     if dom0:

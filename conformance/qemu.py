@@ -111,7 +111,8 @@ def _reader(stream: object, q: queue.Queue[str | None]) -> None:
 
 def boot(tools: Tools, user: Fdt, *, dom0: bool, timeout: float = 120.0,
          source: str = "<input>", commands: dict[int, list[Command]] | None = None,
-         slot_ms: int = 0, nslots: int = 0, keep_dir: str | None = None) -> RunResult:
+         slot_ms: int = 0, nslots: int = 0, keep_dir: str | None = None,
+         add_kernels: bool = False) -> RunResult:
     """Boot USER's tree on Xen; COMMANDS (keyed by domid) make the guests act in time slots.
 
     With slots, slot 0 starts at an absolute time T0 on the counter all domains
@@ -127,7 +128,8 @@ def boot(tools: Tools, user: Fdt, *, dom0: bool, timeout: float = 120.0,
     for _ in range(4):
         result = _boot_once(tools, user, dom0=dom0, timeout=timeout + t0_ms / 1000,
                             source=source, commands=commands or {}, slot_ms=slot_ms,
-                            nslots=nslots, t0_ms=t0_ms, keep_dir=keep_dir)
+                            nslots=nslots, t0_ms=t0_ms, keep_dir=keep_dir,
+                            add_kernels=add_kernels)
         result.notes = notes
         if not nslots or result.reason != "done":
             break
@@ -144,12 +146,13 @@ def boot(tools: Tools, user: Fdt, *, dom0: bool, timeout: float = 120.0,
 
 def _boot_once(tools: Tools, user: Fdt, *, dom0: bool, timeout: float, source: str,
                commands: dict[int, list[Command]], slot_ms: int, nslots: int, t0_ms: int,
-               keep_dir: str | None) -> RunResult:
+               keep_dir: str | None, add_kernels: bool) -> RunResult:
     ram = dtbuild.ram_needed(user, dom0=dom0)
     qemu_tree = fdt.parse(dump_qemu_dtb(tools, ram))
     image = guest_image(tools).read_bytes()
     user = fdt.parse(fdt.serialize(user))  # build() edits the tree: keep the caller's intact
-    plan = dtbuild.build(user, qemu_tree, dom0=dom0, source=source, module_size=len(image))
+    plan = dtbuild.build(user, qemu_tree, dom0=dom0, source=source, module_size=len(image),
+                         add_kernels=add_kernels)
     with tempfile.TemporaryDirectory(prefix="evtchn-xen-", dir=keep_dir) as tmp:
         dtb_path = Path(tmp) / "boot.dtb"
         dtb_path.write_bytes(fdt.serialize(plan.tree))

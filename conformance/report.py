@@ -190,8 +190,10 @@ def boot_json(console: list[str], plan: BootPlan, reason: str, *,
         result["error"] = error
         result["panic"] = text
     else:
-        complete = all(g.done or 0 in g.ended for g in guests.values()) and \
-            set(guests) >= set(names)
+        # "done": every expected guest said so, or (with none expected) Xen
+        # finished booting; a silent or hung Xen is never "booted".
+        complete = reason == "done" and set(guests) >= set(names) and \
+            all(g.done or 0 in g.ended for g in guests.values())
         result["outcome"] = "booted" if complete else "incomplete"
         domains: dict[str, Any] = {}
         for domid in sorted(set(guests) | set(names)):
@@ -201,7 +203,10 @@ def boot_json(console: list[str], plan: BootPlan, reason: str, *,
             domains[str(domid)] = entry
         result["domains"] = domains
         if not complete:
-            result["detail"] = f"run ended ({reason}) before every domain reported"
+            if not any(line.strip() for line in console):
+                result["detail"] = f"Xen printed nothing before the run ended ({reason})"
+            else:
+                result["detail"] = f"run ended ({reason}) before every domain reported"
     observed: dict[str, Any] = {"version": xen_version, "dom0": plan.dom0}
     if guests:
         observed["guests"] = {

@@ -105,7 +105,8 @@ USER = """/dts-v1/;
 
 @pytest.mark.skipif(shutil.which("dtc") is None, reason="dtc not installed")
 def test_build_places_one_kernel_per_domain() -> None:
-    plan = dtbuild.build(_user(USER), _qemu_like(), dom0=False, module_size=0x9000)
+    plan = dtbuild.build(_user(USER), _qemu_like(), dom0=False, module_size=0x9000,
+                         add_kernels=True)
     chosen = plan.tree.root.child("chosen")
     assert chosen is not None
     assert [d.domid for d in plan.domains] == [1, 2]
@@ -135,13 +136,31 @@ def test_build_places_one_kernel_per_domain() -> None:
 
 @pytest.mark.skipif(shutil.which("dtc") is None, reason="dtc not installed")
 def test_build_with_dom0_adds_hardware_domain() -> None:
-    plan = dtbuild.build(_user(USER), _qemu_like(), dom0=True)
+    plan = dtbuild.build(_user(USER), _qemu_like(), dom0=True, add_kernels=True)
     assert [d.domid for d in plan.domains] == [0, 1, 2]
     chosen = plan.tree.root.child("chosen")
     assert chosen is not None
     kernels = [c for c in chosen.children if "multiboot,kernel" in c.strings("compatible")]
     assert len(kernels) == 1
     assert "dom0_mem=" in chosen.strings("xen,xen-bootargs")[0]
+
+
+@pytest.mark.skipif(shutil.which("dtc") is None, reason="dtc not installed")
+def test_build_keeps_kernel_less_domains_as_written() -> None:
+    plan = dtbuild.build(_user(USER), _qemu_like(), dom0=False, module_size=0x9000)
+    assert [(d.domid, d.name) for d in plan.domains] == [(1, "d1")]
+    assert any("d2" in n for n in plan.notes)
+    view = plan.user_view
+    assert view is not None
+    chosen = view.root.child("chosen")
+    assert chosen is not None
+    d1, d2 = chosen.child("d1"), chosen.child("d2")
+    assert d1 is not None and d2 is not None
+    assert [c.name for c in d1.children] == ["module@1", "evtchn@1"]
+    assert d1.children[0].prop("reg") == fdt.u32s(plan.domains[0].load_addr, 0x9000)
+    assert [c.name for c in d2.children] == ["evtchn@1"]
+    assert chosen.strings("xen,xen-bootargs") == ["sched=null"]
+    assert fdt.parse(fdt.serialize(view)).root == view.root
 
 
 @pytest.mark.skipif(shutil.which("dtc") is None, reason="dtc not installed")
@@ -238,6 +257,13 @@ def test_boot_json_from_console() -> None:
          "static": True, "pending": False, "masked": False}]}
     assert doc["domains"]["2"]["ports"][0]["pending"] is True
     assert doc["observed"]["guests"]["2"]["valid_ports"] == 64
+
+
+def test_silent_xen_is_not_booted() -> None:
+    empty = dtbuild.BootPlan(tree=_qemu_like())
+    assert report.boot_json([], empty, "timeout")["outcome"] == "incomplete"
+    assert report.boot_json(["(XEN) Freed 348kB init memory."], empty,
+                            "done")["outcome"] == "booted"
 
 
 def test_missing_domain_makes_the_boot_incomplete() -> None:
