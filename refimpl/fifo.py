@@ -9,8 +9,9 @@ words, at most 128 pages, -EOPNOTSUPP before init_control; saved events are
 re-raised on the page that covers them), EVTCHNOP_set_priority, and per port the
 PENDING, MASKED and LINKED bits of the event word: set_pending drops the event
 when the notify vCPU has no control block, else sets PENDING and, when neither
-MASKED nor LINKED, links the port (LINKED, the port's "busy" state for evtchn_allocate_port) and raises an
-upcall when the vCPU's queue was empty and its READY bit was clear.
+MASKED nor LINKED, links the port (LINKED, the port's "busy" state for
+evtchn_allocate_port) and raises an upcall when the vCPU's queue was empty and
+its READY bit was clear.
 
 Not modelled: the control-block gfn and event-array gfns (always assumed to map;
 Xen's -EINVAL/-ENOMEM from map_guest_page never happen here), the 16 priority
