@@ -559,3 +559,59 @@ def boot_peers(res: BootResult) -> dict[tuple[int, int], tuple[int, int]]:
         out[(c.dom_a, c.port_a)] = (c.dom_b, c.port_b)
         out[(c.dom_b, c.port_b)] = (c.dom_a, c.port_a)
     return out
+
+
+# -- the state as plain arrays (spec/semantics.md §1), for the Z3 encodings ------
+
+STATE_CODES = {"free": 0, "reserved": 1, "unbound": 2, "interdomain": 3, "pirq": 4,
+               "virq": 5, "ipi": 6}
+
+
+def arrays(state: XenState, peers: dict[tuple[int, int], tuple[int, int]]
+           ) -> dict[str, dict[tuple[int, ...], int]]:
+    """The state of semantics.md §1 as sparse arrays: a missing index holds the
+    default (0 / false / free); domain arrays are indexed (d,), port arrays (d, p),
+    vCPU arrays (d, v), v2e (d, v, q). Only live domains appear."""
+    a: dict[str, dict[tuple[int, ...], int]] = {k: {} for k in (
+        "live", "ctrl", "nvcpu", "maxport", "valid", "fifo", "st", "rdom", "rport", "vcpu",
+        "virq", "static", "bootpeer_dom", "bootpeer_port", "pend", "mask", "sel", "up",
+        "v2e")}
+    for domid, d in state.domains.items():
+        key = (domid,)
+        a["live"][key] = 1
+        a["ctrl"][key] = int(state.is_control_domain(domid))
+        a["nvcpu"][key] = d.max_vcpus
+        a["maxport"][key] = d.max_evtchn_port
+        a["valid"][key] = d.valid_evtchns
+        a["fifo"][key] = int(d.evtchn_fifo)
+        for port, ch in d.chans.items():
+            if ch.state == 0:
+                continue
+            k = (domid, port)
+            a["st"][k] = ch.state
+            if ch.state == 2:
+                a["rdom"][k] = ch.remote_domid
+            elif ch.state == 3:
+                a["rdom"][k], a["rport"][k] = ch.remote_dom, ch.remote_port
+            elif ch.state == 5:
+                a["virq"][k] = ch.virq
+            if ch.notify_vcpu_id:
+                a["vcpu"][k] = ch.notify_vcpu_id
+            if ch.static_node is not None:
+                a["static"][k] = 1
+        for p in d.evtchn_pending:
+            a["pend"][(domid, p)] = 1
+        for p in d.evtchn_mask:
+            a["mask"][(domid, p)] = 1
+        for v, sel in d.evtchn_pending_sel.items():
+            if sel:
+                a["sel"][(domid, v)] = sel
+        for v, up in d.evtchn_upcall_pending.items():
+            if up:
+                a["up"][(domid, v)] = 1
+        for (v, q), p in d.virq_to_evtchn.items():
+            a["v2e"][(domid, v, q)] = p
+    for (d_, p_), (e, q) in peers.items():
+        a["bootpeer_dom"][(d_, p_)] = e
+        a["bootpeer_port"][(d_, p_)] = q
+    return a

@@ -206,3 +206,22 @@ def test_run_initial_is_the_boot_json_plus_run_fields(res: Any) -> None:
         assert [{k: p[k] for k in b} for p, b in zip(mine["ports"], dom["ports"], strict=True)
                 ] == dom["ports"]
     assert invariant_violations(res.state, boot_peers(res)) == []
+
+
+@settings(max_examples=30, deadline=None)
+@given(res=systems())
+def test_arrays_mirror_the_state(res: Any) -> None:
+    """INV-SYMMETRIC restated over runtime.arrays, the shape the Z3 encodings use."""
+    from evtchn_spec.runtime import arrays
+
+    a = arrays(res.state, boot_peers(res))
+    for (d, p), s in a["st"].items():
+        assert a["live"][(d,)] and p < a["valid"][(d,)]
+        if s == 3:
+            e, q = a["rdom"][(d, p)], a["rport"][(d, p)]
+            assert a["st"][(e, q)] == 3 and (a["rdom"][(e, q)], a["rport"][(e, q)]) == (d, p)
+            if a["static"].get((d, p)):
+                assert (a["bootpeer_dom"][(d, p)], a["bootpeer_port"][(d, p)]) == (e, q)
+    for (d, p) in a["pend"]:
+        assert a["st"].get((d, p), 0) >= 2
+    assert all(a["st"][(d[0], 0)] == 1 for d in a["live"])
