@@ -466,6 +466,8 @@ def to_text(doc: dict[str, Any]) -> str:
     lines.append("final:")
     for domid, d in doc["final"]["domains"].items():
         lines.append(f"d{domid} {d['name']} ({d['abi']}):")
+        if not d["ports"]:
+            lines.append("    (no ports)")
         for p in d["ports"]:
             peer = (f" -> d{p['remote_dom']}:{p['remote_port']}" if "remote_port" in p else
                     f" (waiting for d{p['remote_dom']})" if "remote_dom" in p else
