@@ -372,6 +372,11 @@ def state_json(state: XenState, names: dict[int, str]) -> dict[str, Any]:
     return doms
 
 
+# what an unlisted vCPU holds (vcpu_entries lists only vCPUs something touched)
+_VCPU_DEFAULT: dict[str, Any] = {"upcall_pending": False, "pending_sel": 0,
+                                 "control_block": False, "ready": False}
+
+
 def _changes(before: dict[str, Any], after: dict[str, Any]) -> list[dict[str, Any]]:
     out: list[dict[str, Any]] = []
     for dom in sorted(set(before) | set(after), key=int):
@@ -395,9 +400,10 @@ def _changes(before: dict[str, Any], after: dict[str, Any]) -> list[dict[str, An
         for v in sorted(set(b["vcpus"]) | set(a["vcpus"]), key=int):
             vb, va = b["vcpus"].get(v, {}), a["vcpus"].get(v, {})
             for f in sorted(set(vb) | set(va)):
-                if vb.get(f) != va.get(f):
+                old, new = vb.get(f, _VCPU_DEFAULT.get(f)), va.get(f, _VCPU_DEFAULT.get(f))
+                if old != new:
                     out.append({"dom": int(dom), "vcpu": int(v), "field": f,
-                                "from": vb.get(f), "to": va.get(f)})
+                                "from": old, "to": new})
     return out
 
 
