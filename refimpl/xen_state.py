@@ -606,7 +606,7 @@ class XenState:
         ch = d.chans.get(port)
         if ch is None or ch.xen_consumer:
             return -EINVAL, None
-        if ch.state == ECS_VIRQ and virq_is_global(ch.virq) or ch.state in (
+        if (ch.state == ECS_VIRQ and virq_is_global(ch.virq)) or ch.state in (
                 ECS_UNBOUND, ECS_INTERDOMAIN):
             ch.notify_vcpu_id = vcpu
             return 0, None
