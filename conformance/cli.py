@@ -56,7 +56,8 @@ def configure_parser(p: argparse.ArgumentParser) -> None:
     p.add_argument("--timeout", type=float, default=120.0, metavar="S",
                    help="hard limit for the QEMU run in seconds (default 120)")
     p.add_argument("--compare", action="store_true",
-                   help="also run the reference `boot` and show both and every difference")
+                   help="also run the reference `boot` (with --trace: `run`) and show both "
+                        "and every difference")
     p.add_argument("--trace", metavar="TRACE.json",
                    help="runtime calls for the guests to make (see conformance/README.md)")
     p.add_argument("--slot-ms", type=int, default=300, metavar="MS",
@@ -102,8 +103,13 @@ def cmd_xen(args: argparse.Namespace) -> int:
         doc = trace.run_json(result.console, result.plan, boot, calls)
     rc = EXIT_OK if boot["outcome"] in ("booted", "panic") else EXIT_UNKNOWN
     if args.compare:
-        ref, err = reference_boot(args, result.plan.user_view)
-        diffs = compare.differences(boot, ref) if ref is not None else []
+        ref, err = reference(args, result.plan.user_view, trace_path=args.trace)
+        if ref is None:
+            diffs = []
+        elif calls:
+            diffs = compare.run_differences(doc, ref)
+        else:
+            diffs = compare.differences(boot, ref)
         doc = {"format": 1, "xen": doc, "reference": ref, "differences": diffs}
         if err:
             doc["reference_error"] = err
@@ -117,9 +123,9 @@ def cmd_xen(args: argparse.Namespace) -> int:
     return rc
 
 
-def reference_boot(args: argparse.Namespace, view: fdt.Fdt | None = None
-                   ) -> tuple[dict[str, Any] | None, str | None]:
-    """The reference `boot` JSON, through the stable CLI contract.
+def reference(args: argparse.Namespace, view: fdt.Fdt | None = None,
+              trace_path: str | None = None) -> tuple[dict[str, Any] | None, str | None]:
+    """The reference `boot` JSON (or `run` JSON with TRACE_PATH), via the stable CLI.
 
     With VIEW (the user's tree as Xen saw it: module nodes rewritten by the
     runner) the reference boots exactly that, written out as a DTB; otherwise
@@ -137,16 +143,17 @@ def reference_boot(args: argparse.Namespace, view: fdt.Fdt | None = None
             for d in args.include_dirs:
                 extra += ["-I", d]
         # Real Xen knows only its own dialect, so the reference is asked for that one.
-        cmd = [sys.executable, "-m", "evtchn_spec.cli", "boot", path, "--format", "json",
+        sub = ["run", path, trace_path] if trace_path else ["boot", path]
+        cmd = [sys.executable, "-m", "evtchn_spec.cli", *sub, "--format", "json",
                "--dialect", "xen", "--xen", args.xen_version, *extra]
         proc = subprocess.run(cmd, capture_output=True, text=True, check=False, timeout=300)
     try:
         doc = json.loads(proc.stdout)
     except json.JSONDecodeError:
         msg = (proc.stderr.strip().splitlines() or ["no output"])[-1]
-        return None, f"reference boot unavailable (exit {proc.returncode}): {msg}"
+        return None, f"reference unavailable (exit {proc.returncode}): {msg}"
     if not isinstance(doc, dict):
-        return None, "reference boot printed something other than a JSON object"
+        return None, "the reference printed something other than a JSON object"
     return doc, None
 
 

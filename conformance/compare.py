@@ -65,18 +65,38 @@ def _brief(port: dict[str, Any]) -> str:
 def run_differences(xen: dict[str, Any], ref: dict[str, Any]) -> list[str]:
     """Differences between two `run` documents: initial state, each call's rc, final state.
 
-    `changes` are not compared field by field (their exact shape is the
-    reference's business); the states before and after every call are.
+    Each call's `rc`, the `port` it got, and its `changes` restricted to the
+    fields the real run observes (status, remote_dom, remote_port, pending,
+    masked) are compared; so are the initial and final states.
     """
     out = [f"initial: {d}" for d in differences(xen.get("initial", {}), ref.get("initial", {}))]
     xc, rc = xen.get("calls", []), ref.get("calls", [])
     if len(xc) != len(rc):
         out.append(f"calls: xen has {len(xc)}, reference has {len(rc)}")
     for i, (a, b) in enumerate(zip(xc, rc, strict=False)):
+        what = f"call {i} ({a.get('op')} by d{a.get('caller')})"
         if a.get("rc") != b.get("rc"):
-            out.append(f"call {i} ({a.get('op')} by d{a.get('caller')}): rc xen={a.get('rc')!r} "
-                       f"reference={b.get('rc')!r}")
+            out.append(f"{what}: rc xen={a.get('rc')!r} reference={b.get('rc')!r}")
+        if a.get("port") != b.get("port"):
+            out.append(f"{what}: port xen={a.get('port')!r} reference={b.get('port')!r}")
+        xs, rs = _change_set(a), _change_set(b)
+        for c in sorted(xs - rs, key=repr):
+            out.append(f"{what}: change only on xen: {c}")
+        for c in sorted(rs - xs, key=repr):
+            out.append(f"{what}: change only in the reference: {c}")
     xf = dict(xen.get("final", {}), outcome="booted")
     rf = dict(ref.get("final", {}), outcome="booted")
     out.extend(f"final: {d}" for d in differences(xf, rf))
+    return out
+
+
+CHANGE_FIELDS = ("status", "remote_dom", "remote_port", "pending", "masked")
+
+
+def _change_set(call: dict[str, Any]) -> set[tuple[Any, ...]]:
+    """A call's changes as (dom, port, field, from, to), for the observable fields only."""
+    out: set[tuple[Any, ...]] = set()
+    for c in call.get("changes", []):
+        if c.get("field") in CHANGE_FIELDS:
+            out.add((c.get("dom"), c.get("port"), c.get("field"), c.get("from"), c.get("to")))
     return out

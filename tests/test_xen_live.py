@@ -86,3 +86,14 @@ def test_timeout_stops_by_itself() -> None:
         rc = xen_main([str(DATA / "pair-basic.dts"), "--timeout", "0.05"])
     assert rc == 3
     assert json.loads(out.getvalue())["outcome"] == "incomplete"
+
+
+def test_cli_compare_trace_agrees() -> None:
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        rc = xen_main([str(DATA / "loopback-same-domain.dts"), "--trace",
+                       str(DATA / "loopback-same-domain.trace.json"), "--compare"])
+    doc = json.loads(out.getvalue())
+    assert doc["differences"] == [], doc["differences"]
+    assert rc == 0
+    assert [c["rc"] for c in doc["xen"]["calls"]] == [c["rc"] for c in doc["reference"]["calls"]]

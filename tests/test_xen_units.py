@@ -423,3 +423,10 @@ def test_run_differences() -> None:
     diffs = run_differences(run, other)
     assert len(diffs) == 2
     assert diffs[0].startswith("call 0") and diffs[1].startswith("final:")
+    change = {"dom": 1, "port": 1, "field": "pending", "from": False, "to": True}
+    with_change = copy.deepcopy(run)
+    with_change["calls"][0]["changes"] = [change, dict(change, field="vcpu")]
+    without = copy.deepcopy(run)
+    without["calls"][0]["changes"] = [dict(change, field="vcpu", to=3)]
+    assert run_differences(with_change, without) == [
+        "call 0 (send by d1): change only on xen: (1, 1, 'pending', False, True)"]
