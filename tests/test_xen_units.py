@@ -430,3 +430,15 @@ def test_run_differences() -> None:
     without["calls"][0]["changes"] = [dict(change, field="vcpu", to=3)]
     assert run_differences(with_change, without) == [
         "call 0 (send by d1): change only on xen: (1, 1, 'pending', False, True)"]
+
+
+def test_add_xen_subcommand_wires_the_handler() -> None:
+    import argparse
+
+    parser = argparse.ArgumentParser(prog="evtchn-spec")
+    sub = parser.add_subparsers(dest="command", required=True)
+    cli.add_xen_subcommand(sub)
+    args = parser.parse_args(["xen", "a.dts", "--dom0", "--timeout", "7", "--compare"])
+    assert args.handler is cli.cmd_xen
+    assert (args.file, args.dom0, args.timeout, args.compare) == ("a.dts", True, 7.0, True)
+    assert args.xen_version == "4.17" and args.trace is None
