@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
-# Installs what evtchn-spec needs on Debian 12 / Ubuntu: dtc (the reference for DTS
-# syntax and for the cpp-free tests) and the Python package with its test extras.
+# Installs what evtchn-spec needs on Debian 12: dtc and cpp (the references for DTS
+# syntax), the Python package with its test tools, and, for `evtchn-spec xen`, the
+# real Xen 4.17 for arm64 with QEMU and the cross compiler for our small guest
+# (conformance/install.sh; skip it with EVTCHN_SPEC_NO_XEN=1).
 # Idempotent; safe to run again. Run as root or with sudo available.
 set -euo pipefail
 cd "$(dirname "$0")"
@@ -13,4 +15,7 @@ if ! command -v dtc >/dev/null 2>&1 || ! command -v cpp >/dev/null 2>&1; then
   as_root apt-get install -y -qq device-tree-compiler cpp >/dev/null
 fi
 python3 -m pip install -q --disable-pip-version-check -e '.[test]'
+if [ "${EVTCHN_SPEC_NO_XEN:-0}" != 1 ]; then
+  sh conformance/install.sh
+fi
 echo "evtchn-spec installed: $(command -v evtchn-spec)"
