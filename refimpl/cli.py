@@ -259,14 +259,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_xen_subcommand(sub)
 
-    planned = {
-        "vectors": ("conformance test vectors", 6),
-        "diff": ("differential testing of another implementation", 6),
-    }
-    for name, (help_text, issue) in planned.items():
-        p = sub.add_parser(name, help=help_text)
-        p.add_argument("rest", nargs=argparse.REMAINDER)
-        p.set_defaults(handler=_not_yet(issue))
+    from .differential import add_oracle_subcommands
+
+    add_oracle_subcommands(sub)  # vectors, diff (spec/oracle.md)
     return parser
 
 
