@@ -10,7 +10,6 @@ places that force the violation). `unknown` (timeout) is never a proof.
 
 from __future__ import annotations
 
-import re
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -20,7 +19,6 @@ import z3
 from .encode import LOGIC, Candidate, Obligation
 from .facts import Cite
 
-_VALUE = re.compile(r"\(\s*([A-Za-z_][\w]*)\s+(true|false|-?\d+|\(\s*-\s*\d+\s*\))\s*\)")
 
 
 @dataclass(slots=True)
@@ -84,41 +82,41 @@ def eval_script(script: str) -> list[str]:
     return [ln.strip() for ln in out.splitlines() if ln.strip()]
 
 
-def _int(s: str) -> int:
-    s = s.replace("(", "").replace(")", "").replace(" ", "")
-    return int(s)
-
-
-def _values(text: str) -> dict[str, str]:
-    return {m.group(1): m.group(2) for m in _VALUE.finditer(text)}
-
-
 def explain_sat(ob: Obligation, timeout_ms: int) -> Counterexample:
-    """Read the model of a violated obligation: which candidate breaks the rule."""
-    names = [c.var for c in ob.candidates] + [k for k, _, _ in ob.pairs] + list(ob.aux)
-    tail = f"(get-value ({' '.join(names)}))\n" if names else ""
+    """Read the model of a violated obligation: which candidate breaks the rule.
+
+    Through the Python API's model rather than SMT-LIB get-value, which crashed
+    Z3 5.4.1 on some of these queries after push/check-sat (seen in testing)."""
     ctx = z3.Context()
-    out = z3.Z3_eval_smtlib2_string(ctx.ref(), _script([ob], timeout_ms, tail=tail))
-    vals = _values(out)
+    solver = z3.Solver(ctx=ctx)
+    if timeout_ms:
+        solver.set("timeout", timeout_ms)
+    solver.from_string(f"(set-logic {LOGIC})\n" + ob.text())
+    if solver.check() != z3.sat:
+        return Counterexample(f"{ob.rule} is violated in {ob.scope}", [])
+    m = solver.model()
+
+    def val_bool(name: str) -> bool:
+        return z3.is_true(m.eval(z3.Bool(name, ctx), model_completion=True))
+
+    def val_int(name: str) -> int:
+        v = m.eval(z3.Int(name, ctx), model_completion=True)
+        return int(v.as_long()) if z3.is_int_value(v) else -1
+
     for c in ob.candidates:
-        if vals.get(c.var) == "true":
+        if val_bool(c.var):
             return Counterexample(c.message, list(c.cites))
-    if ob.pairs:
-        seen: dict[int, Candidate] = {}
-        for k, _, cand in ob.pairs:
-            if k not in vals:
-                continue
-            v = _int(vals[k])
-            if v < 0:
-                continue
-            if v in seen:
-                first = seen[v]
-                dyn = {ob.aux[q]: _int(vals[q]) for q in ob.aux if q in vals}
-                msg = (f"{first.message} and {cand.message} both hold port {v} in "
-                       f"{ob.scope}")
-                return Counterexample(msg, [*first.cites, *cand.cites],
-                                      {"port": v, **dyn})
-            seen[v] = cand
+    seen: dict[int, Candidate] = {}
+    for k, _, cand in ob.pairs:
+        v = val_int(k)
+        if v < 0:
+            continue
+        if v in seen:
+            first = seen[v]
+            dyn = {ob.aux[q]: val_int(q) for q in ob.aux}
+            msg = f"{first.message} and {cand.message} both hold port {v} in {ob.scope}"
+            return Counterexample(msg, [*first.cites, *cand.cites], {"port": v, **dyn})
+        seen[v] = cand
     return Counterexample(f"{ob.rule} is violated in {ob.scope}", [])
 
 

@@ -6,7 +6,7 @@ whole walk for the structural rules) as data, plus "some candidate breaks rule R
 the candidate (an endpoint, a pair of ports) and its DTS places.
 
 Data are uninterpreted functions over node indices (hp has-property, nb bytes,
-c0 port cell, c1 phandle cell, ph phandle, par has-parent, dm owning domid, tg the
+c0 port cell, c1 phandle cell, ph phandle, haspar has-parent, dm owning domid, tg the
 node the phandle names) and over domids (lim highest port, xs xenstore port 1).
 A fact is one assertion; in core mode it is named, so an unsat core is a set of
 DTS places.
@@ -26,7 +26,7 @@ from .facts import XENSTORE_PORT, Attempt, Cite, Facts, NodeFact
 LOGIC = "QF_UFLIA"
 DECLS = ("(declare-fun hp (Int) Bool)\n(declare-fun nb (Int) Int)\n"
          "(declare-fun c0 (Int) Int)\n(declare-fun c1 (Int) Int)\n"
-         "(declare-fun ph (Int) Int)\n(declare-fun par (Int) Bool)\n"
+         "(declare-fun ph (Int) Int)\n(declare-fun haspar (Int) Bool)\n"
          "(declare-fun dm (Int) Int)\n(declare-fun tg (Int) Int)\n"
          "(declare-fun lim (Int) Int)\n(declare-fun xs (Int) Bool)\n")
 
@@ -124,7 +124,7 @@ class _FactSet:
         elif w == "ph":
             self.add(f"ph_{i}", f"(= (ph {i}) {nf.phandle})", c["node"])
         elif w == "par":
-            self.add(f"par_{i}", f"(= (par {i}) {_b(nf.has_parent)})", c["node"])
+            self.add(f"par_{i}", f"(= (haspar {i}) {_b(nf.has_parent)})", c["node"])
         elif w == "dm":
             self.add(f"dm_{i}", f"(= (dm {i}) {_i(nf.dom)})", c["parent"])
         elif w == "tg":
@@ -163,9 +163,9 @@ def _structural(facts: Facts) -> list[Obligation]:
         conds[R.XEN_PEER_ASYMMETRIC].append(
             (v, f"(and {pair} (not {sym}))", f"{path} -> {tpath}, which does not point back"))
         conds[R.XEN_PEER_ROOT].append(
-            (v, f"(and {pair} {sym} (not (par {tgt})))", f"{path}: its peer is the root"))
+            (v, f"(and {pair} {sym} (not (haspar {tgt})))", f"{path}: its peer is the root"))
         conds[R.XEN_DOMAIN_UNKNOWN].append(
-            (v, f"(and {pair} {sym} (par {tgt}) (or (< (dm {v}) 0) (< (dm {tgt}) 0)))",
+            (v, f"(and {pair} {sym} (haspar {tgt}) (or (< (dm {v}) 0) (< (dm {tgt}) 0)))",
              f"{path} <-> {tpath}: an end in no domain Xen created"))
     out = []
     for rule in (R.XEN_PROP_MISSING, R.XEN_PROP_SHORT, R.XEN_PEER_UNKNOWN,
@@ -237,6 +237,16 @@ def _held(at: Attempt, nodes: list[NodeFact]) -> str:
     return (f"(and (not (= (c0 {a}) 0)) {_va(a, nodes[a].dom)} {_vb(b, nodes[b].dom)})")
 
 
+def _held_py(facts: Facts, at: Attempt) -> bool:
+    """The data's value of _held (used only to skip emitting a disjunct that its own
+    guard would make false)."""
+    a, b = facts.nodes[at.a], facts.nodes[at.b]
+    da, db = facts.domains[a.dom], facts.domains[b.dom]
+    ok_a = a.port != 0 and a.port <= da.limit and not (da.xenstore and a.port == XENSTORE_PORT)
+    ok_b = b.port <= db.limit and not (db.xenstore and b.port == XENSTORE_PORT)
+    return at.a != at.b and ok_a and ok_b
+
+
 def _port_domain(facts: Facts, d: int, scope: str, evs: list[_Event]) -> list[Obligation]:
     nodes = facts.nodes
     out: list[Obligation] = []
@@ -304,6 +314,7 @@ def _port_domain(facts: Facts, d: int, scope: str, evs: list[_Event]) -> list[Ob
     qa: dict[int, str] = {}  # loopback attempts whose side A asks for port 0
     zdefs: list[tuple[Attempt, str]] = []  # side B's own allocation succeeds
     a_pos: dict[int, int] = {}  # attempt time -> index of its side A in `earlier`
+    lz: list[Candidate] = []  # BUSY candidates beyond the distinctness of held ports
 
     def lowest_free(q: str, before: list[tuple[str, str]]) -> str:
         parts = [f"(>= {q} 1)", f"(<= {q} (lim {d}))"]
@@ -348,6 +359,21 @@ def _port_domain(facts: Facts, d: int, scope: str, evs: list[_Event]) -> list[Ob
                 aux[q] = f"port Xen binds for {n.node.path} (asked for 0)"
                 mdefs.append(f"(assert (=> (= (c0 {e.node}) 0) {lowest_free(q, before)}))")
             mdefs.append(f"(assert (=> (not (= (c0 {e.node}) 0)) (= {q} (c0 {e.node}))))")
+        if at.a != at.b and earlier and not _held_py(facts, at):
+            # A channel that fails anyway (a bad port on one side) still asks for its
+            # port on the other side first: -EBUSY if an earlier channel holds it.
+            na = nodes[at.a]
+            if e.side == "A":
+                tried = f"(and (not (= (c0 {at.a}) 0)) {_va(at.a, d)})"
+            else:
+                tried = (f"(and (not (= (c0 {at.a}) 0)) {_va(at.a, na.dom)} "
+                         f"(not (= (c0 {e.node}) 0)) {_vb(e.node, d)})")
+            hits = " ".join(f"(and {h} (= {p} (c0 {e.node})))" for h, p in earlier)
+            df, c = cand(f"u{at.time}{e.side}", f"(and (not {held}) {tried} (or {hits}))",
+                         f"{n.node.path} asks for port {n.port} of d{d}, which an earlier "
+                         "channel holds", [n.cites["port"]])
+            mdefs.append(df)
+            lz.append(c)
         if at.a != at.b:
             k = f"k{at.time}{e.side}"
             mextra.append(f"(declare-const {k} Int)")
@@ -377,7 +403,6 @@ def _port_domain(facts: Facts, d: int, scope: str, evs: list[_Event]) -> list[Ob
     # the bind names port 0 of side A's domain. Checked in side B's domain.
     zc: list[Candidate] = []
     zd: list[str] = []
-    lz: list[Candidate] = []
     for at, own_ok in zdefs:
         a, b = at.a, at.b
         na, nb_ = nodes[a], nodes[b]

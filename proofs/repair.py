@@ -68,7 +68,6 @@ def _solve_domain(f: Facts, d: int, atts: list[Attempt], timeout_ms: int,
     nodes = f.nodes
     var: dict[int, z3.ArithRef] = {}
     eff: list[tuple[int, z3.ArithRef]] = []  # (node, effective port) in walk order
-    changed = []
     held: list[z3.ArithRef] = [z3.IntVal(XENSTORE_PORT, ctx)] if df.xenstore else []
     for at in atts:
         for side, i in (("A", at.a), ("B", at.b)):
@@ -94,16 +93,47 @@ def _solve_domain(f: Facts, d: int, atts: list[Attempt], timeout_ms: int,
                 e = v
             held.append(e)
             eff.append((i, e))
-            changed.append(z3.If(v != n.port, 1, 0))
     if len(held) > 1:
         opt.add(z3.Distinct(*held))
-    opt.minimize(z3.Sum(*changed))
-    opt.minimize(z3.Sum(*var.values()))
-    ans = opt.check()
-    if ans != z3.sat:
+    # First objective: fewest changed cells (MaxSAT over "keep the written value").
+    for i, v in var.items():
+        opt.add_soft(v == nodes[i].port, 1, "keep")
+    if opt.check() != z3.sat:
         return None
     m = opt.model()
-    return {i: m.eval(v).as_long() for i, v in var.items()}
+    first = {i: int(m.eval(v).as_long()) for i, v in var.items()}
+    # Second objective: the lowest ports for exactly those cells (the others fixed),
+    # each cell in walk order taking the lowest value that still admits a solution.
+    # (Optimize's arithmetic objective was slow here; this is a few cheap checks.)
+    moved = [i for i in var if first[i] != nodes[i].port]
+    sol = z3.Solver(ctx=ctx)
+    if timeout_ms:
+        sol.set("timeout", timeout_ms)
+    sol.add(*opt.assertions())
+    for i, v in var.items():
+        if i not in moved:
+            sol.add(v == nodes[i].port)
+        else:
+            sol.add(v != nodes[i].port)
+    for i in moved:
+        for cand in range(1, first[i] + 1):
+            if sol.check(var[i] == cand) == z3.sat:
+                sol.add(var[i] == cand)
+                first[i] = cand
+                break
+    return first
+    opt.push()
+    for i, v in var.items():
+        if i not in moved:
+            opt.add(v == nodes[i].port)
+        else:
+            opt.add(v != nodes[i].port)
+    opt.minimize(z3.Sum(*[var[i] for i in moved]))
+    if opt.check() == z3.sat:
+        m = opt.model()
+        first = {i: int(m.eval(v).as_long()) for i, v in var.items()}
+    opt.pop()
+    return first
 
 
 def _rewrite(source: str, edits: list[tuple[Span, int, int]]) -> str:
@@ -163,39 +193,37 @@ def repair(cfg: Config, timeout: float = 0.0) -> RepairResult:
     for at in atts:  # EVT-PORT-ZERO is checked in side B's domain; the fix is on side A
         if f.nodes[at.a].port == 0 and f.nodes[at.b].dom in bad_doms:
             bad_doms.add(f.nodes[at.a].dom)
-    new_ports: dict[int, int] = {}
-    for d in sorted(bad_doms):
-        got = _solve_domain(f, d, atts, timeout_ms)
-        if got is None:
-            res.status = "unfixable"
-            res.summary.append(f"fix: d{d} ({f.domains[d].name}) has more channel ends "
-                               f"than free ports (1..{f.domains[d].limit}); remove channels")
-            return res
-        new_ports.update(got)
-    edits: list[tuple[Span, int, int]] = []
-    for i, new in sorted(new_ports.items()):
-        n: NodeFact = f.nodes[i]
-        if new == n.port:
-            continue
-        prop = n.node.properties.get("xen,evtchn")
-        piece = prop.piece_at(0) if prop is not None else None
-        if piece is None:
-            raise InputError(n.node.span, f"{n.node.path}: the port cell has no source "
-                             f"position; change it to {new} by hand")
-        if piece.span.file != cfg.tree.source:
-            raise InputError(piece.span, f"this port cell is not in {cfg.tree.source}; "
-                             f"change it to {new} in that file")
-        edits.append((piece.span, n.port, new))
-        res.changes.append(Change(n.node.path, piece.span, n.port, new))
     if cfg.tree.is_dtb:
         raise InputError(Span(cfg.tree.source, 1, 1), "fix rewrites DTS source; give the .dts")
     source = Path(cfg.tree.source).read_text(encoding="utf-8")
-    res.text = _rewrite(source, edits)
-    res.status = "fixed" if _certifies(cfg, res.text) else "unknown"
-    if res.status == "unknown":
-        res.summary.append("fix: the rewritten config does not certify; nothing written")
-        res.text = None
+    # A changed port can let a channel through that used to fail, and that channel's
+    # other end may then collide in its own domain: widen the set and solve again.
+    for _ in range(len(f.domains) + 1):
+        new_ports: dict[int, int] = {}
+        for d in sorted(bad_doms):
+            got = _solve_domain(f, d, atts, timeout_ms)
+            if got is None:
+                res.status = "unfixable"
+                res.summary.append(f"fix: d{d} ({f.domains[d].name}) has more channel ends "
+                                   f"than free ports (1..{f.domains[d].limit}); remove "
+                                   "channels")
+                return res
+            new_ports.update(got)
+        res.changes = []
+        text = _rewrite(source, _edits(cfg, f, new_ports, res))
+        still = _bad_domains(cfg, text)
+        if not still:
+            res.text = text
+            break
+        if still <= bad_doms or -1 in still:
+            break
+        bad_doms |= still
+    if res.text is None:
+        res.status = "unknown"
+        res.changes = []
+        res.summary.append("fix: no certifying repair found; nothing written")
         return res
+    res.status = "fixed"
     res.summary.append(f"fix: {len(res.changes)} port change(s):")
     for c in res.changes:
         res.summary.append(f"  {c.span}: {c.node}: port {c.old} -> {c.new}")
@@ -218,12 +246,38 @@ def _decide(rule: str) -> str:
     }.get(rule, "edit the config by hand")
 
 
-def _certifies(cfg: Config, text: str) -> bool:
-    """The rewritten source, read again, proves every obligation (the same
-    Xen version and dialect)."""
+def _edits(cfg: Config, f: Facts, new_ports: dict[int, int],
+           res: RepairResult) -> list[tuple[Span, int, int]]:
+    edits: list[tuple[Span, int, int]] = []
+    for i, new in sorted(new_ports.items()):
+        n: NodeFact = f.nodes[i]
+        if new == n.port:
+            continue
+        prop = n.node.properties.get("xen,evtchn")
+        piece = prop.piece_at(0) if prop is not None else None
+        if piece is None:
+            raise InputError(n.node.span, f"{n.node.path}: the port cell has no source "
+                             f"position; change it to {new} by hand")
+        if piece.span.file != cfg.tree.source:
+            raise InputError(piece.span, f"this port cell is not in {cfg.tree.source}; "
+                             f"change it to {new} in that file")
+        edits.append((piece.span, n.port, new))
+        res.changes.append(Change(n.node.path, piece.span, n.port, new))
+    return edits
+
+
+def _bad_domains(cfg: Config, text: str) -> set[int]:
+    """Read the rewritten source again (same Xen version and dialect) and return the
+    domains whose obligations still fail ({-1} for any other failure)."""
     from ..grammar.dts import parse_dts
 
     tree = parse_dts(text.encode("utf-8"), cfg.tree.source)
     again = Config.from_tree(tree, cfg.profile, cfg.dialect_mode)
     reports = certify.run(encode.obligations(build(again)), cores=False)
-    return all(r.status == "proved" for r in reports)
+    bad: set[int] = set()
+    for r in reports:
+        for v in r.verdicts:
+            if v.answer != "unsat":
+                scope = v.ob.scope
+                bad.add(int(scope[1:].split(" ", 1)[0]) if scope.startswith("d") else -1)
+    return bad

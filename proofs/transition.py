@@ -103,8 +103,11 @@ class ZState:
 
     def ite(self, cond: Any, other: ZState) -> ZState:
         """Field by field If(cond, self, other)."""
-        return ZState(**{f.name: z3.If(cond, getattr(self, f.name), getattr(other, f.name))
-                         for f in fields(self)})
+        out = {}
+        for f in fields(self):
+            x, y = getattr(self, f.name), getattr(other, f.name)
+            out[f.name] = x if x.eq(y) else z3.If(cond, x, y)
+        return ZState(**out)
 
 
 @dataclass(frozen=True)
@@ -295,8 +298,33 @@ def _close_all(s: ZState, c: Any) -> ZState:
         v2e=z3.Lambda([d, v, q], z3.If(v_gone, bv(0, PORT), s.v2e[d, v, q])))
 
 
+def _close_all_finite(s: ZState, c: Any, doms: tuple[int, ...], ports: tuple[int, ...]
+                      ) -> ZState:
+    """_close_all over a finite universe of domains x ports (bounded search: every
+    port that can be in use lies in it; VIRQ slots are left alone, no VIRQ is bound
+    there)."""
+    st, rdom, vcpu, static, pend = s.st, s.rdom, s.vcpu, s.static, s.pend
+    for dv in doms:
+        d = z3.BitVecVal(dv, DOM)
+        for pv in ports:
+            if pv == 0:
+                continue
+            p = bv(pv)
+            t = s.st[d, p]
+            mine = z3.And(d == c, z3.ULT(p, s.valid[c]))
+            peer = z3.And(d != c, t == st_val(INTERDOMAIN), s.rdom[d, p] == c)
+            st = z3.Store(st, d, p, z3.If(mine, st_val(FREE), z3.If(peer, st_val(UNBOUND), t)))
+            rdom = z3.Store(rdom, d, p, z3.If(peer, c, s.rdom[d, p]))
+            vcpu = z3.Store(vcpu, d, p, z3.If(mine, bv(0), s.vcpu[d, p]))
+            static = z3.Store(static, d, p, z3.And(z3.Not(mine), s.static[d, p]))
+            clr = z3.And(mine, t != st_val(FREE), z3.Not(s.fifo[c]))
+            pend = z3.Store(pend, d, p, z3.And(z3.Not(clr), s.pend[d, p]))
+    return replace(s, st=st, rdom=rdom, vcpu=vcpu, static=static, pend=pend)
+
+
 def step(s: ZState, op: str, c: Any, a: Args, ch: Choice, xsm: str,
-         bound: int | None = None, exact: bool = False) -> Step:
+         bound: int | None = None, exact: bool = False,
+         universe: tuple[tuple[int, ...], tuple[int, ...]] | None = None) -> Step:
     """One call `op` by caller c. `exact` adds get_free_port's "lowest" (quantified
     unless `bound` enumerates it); the induction proofs leave it out (any free port:
     a sound over-approximation)."""
@@ -389,10 +417,10 @@ def step(s: ZState, op: str, c: Any, a: Args, ch: Choice, xsm: str,
         if op == "reset_cont":
             K.fail(z3.BoolVal(True), EBUSY)
         else:
-            r = _close_all(s, c)
+            r = _close_all(s, c) if universe is None else _close_all_finite(s, c, *universe)
             post = replace(r, fifo=z3.Store(r.fifo, c, z3.BoolVal(False)))
     elif op == "destroy":
-        r = _close_all(s, c)
+        r = _close_all(s, c) if universe is None else _close_all_finite(s, c, *universe)
         post = replace(r, live=z3.Store(r.live, c, z3.BoolVal(False)),
                        ctrl=z3.Store(r.ctrl, c, z3.BoolVal(False)))
     elif op in ("mask", "clear"):
@@ -429,9 +457,10 @@ def step(s: ZState, op: str, c: Any, a: Args, ch: Choice, xsm: str,
 
 
 def step_any(s: ZState, opcode: Any, c: Any, a: Args, ch: Choice, xsm: str,
-             ops: tuple[str, ...], bound: int | None = None, exact: bool = False) -> Step:
+             ops: tuple[str, ...], bound: int | None = None, exact: bool = False,
+             universe: tuple[tuple[int, ...], tuple[int, ...]] | None = None) -> Step:
     """A symbolic operation: opcode i (an Int) is ops[i]."""
-    steps = [step(s, op, c, a, ch, xsm, bound, exact) for op in ops]
+    steps = [step(s, op, c, a, ch, xsm, bound, exact, universe) for op in ops]
     post, rc, side = steps[-1].post, steps[-1].rc, steps[-1].side
     for i in range(len(ops) - 2, -1, -1):
         cond = opcode == i
