@@ -16,17 +16,20 @@ from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from .vectors import (
-    INDEX,
-    Case,
-    VectorsError,
-    _random_cases,
-    _user_cases,
-    is_vectors_dir,
-    write_suites,
-)
+if TYPE_CHECKING:
+    from .vectors import Case
+
+# The random suite's defaults (here, not in vectors.py, so building the CLI's parser
+# imports nothing heavy: this module is imported by every `evtchn-spec` run).
+RANDOM_CASES = 100
+RANDOM_SEED = 2022
+INDEX = "index.json"
+
+
+class VectorsError(Exception):
+    """A problem the user must fix (exit 2, one line)."""
 
 BOOT_PORT_FIELDS = ("status", "remote_dom", "remote_port", "static", "pending", "masked")
 RUN_CHANGE_FIELDS = (*BOOT_PORT_FIELDS, "vcpu", "virq", "linked", "abi", "domain")
@@ -258,6 +261,8 @@ def diff_case(impl: Impl, vdir: Path, case_id: str) -> CaseResult:
 
 
 def case_ids(vdir: Path, suites: list[str] | None) -> list[str]:
+    from .vectors import is_vectors_dir
+
     if not is_vectors_dir(vdir):
         raise VectorsError(f"{vdir}: not a vectors directory (no {INDEX} written by "
                            "`evtchn-spec vectors`)")
@@ -283,6 +288,8 @@ def run_diff(impl: Impl, vdir: Path, ids: list[str], jobs: int) -> list[CaseResu
 def materialise(files: list[str], random_n: int, seed: int, dialect: str, xen: str,
                 tmp: Path) -> Path:
     """FILEs and/or random configs written as a vectors directory under tmp."""
+    from .vectors import _random_cases, _user_cases, write_suites
+
     suites: dict[str, list[Case]] = {}
     if files:
         suites["files"] = list(_user_cases(files, "files", dialect, xen))
@@ -358,7 +365,7 @@ def main_diff(cmd: str, vectors: str | None, files: list[str], random_n: int, se
 def _cmd_vectors(args: Any) -> int:
     import sys
 
-    from .vectors import BUILTIN_SUITES, builtin_suites, prepare_dir, user_suite
+    from .vectors import BUILTIN_SUITES, builtin_suites, prepare_dir, user_suite, write_suites
 
     def warn(msg: str) -> None:
         print(f"evtchn-spec vectors: {msg}", file=sys.stderr)
@@ -398,8 +405,6 @@ def add_oracle_subcommands(sub: Any) -> None:
     """The `vectors` and `diff` subparsers (spec/oracle.md)."""
     import argparse
     import os
-
-    from .vectors import RANDOM_CASES, RANDOM_SEED
 
     p: argparse.ArgumentParser = sub.add_parser(
         "vectors", help="conformance test vectors for other implementations (spec/oracle.md)")

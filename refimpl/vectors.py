@@ -27,6 +27,7 @@ from . import __version__
 from .boot import boot
 from .check import CheckResult, check
 from .config import Config, xen_profile
+from .differential import INDEX, RANDOM_CASES, RANDOM_SEED, VectorsError
 from .grammar import load
 from .grammar.dtb import read_dtb, write_dtb
 from .grammar.dts import parse_dts
@@ -35,16 +36,9 @@ from .grammar.tree import Tree
 from .runtime import parse_trace, run
 
 ORACLE_FORMAT = 1
-INDEX = "index.json"
 XEN_RECORDED = "recorded on real Xen 4.17 (Debian 12 xen-hypervisor-4.17-arm64 {version})"
 REFERENCE_ONLY = "reference implementation only"
 BUILTIN_SUITES = ("xen", "runtime", "rules", "random")
-RANDOM_CASES = 100
-RANDOM_SEED = 2022
-
-
-class VectorsError(Exception):
-    """A problem the user must fix (exit 2, one line)."""
 
 
 @dataclass(slots=True)
@@ -83,12 +77,19 @@ def expected_run(tree: Tree, trace: str, dialect: str, xen: str, xsm: str = "sil
     return run(res, parse_trace(trace, trace_name))
 
 
-def expected_check(tree: Tree, dialect: str, xen: str, policy_path: Path | None) -> dict[str, Any]:
+def expected_check(tree: Tree, dialect: str, xen: str, policy: str | None) -> dict[str, Any]:
+    """Findings of `check` (with the case's policy.toml, given as its text)."""
     pol = None
-    if policy_path is not None:
+    if policy is not None:
+        import dataclasses
+        import tempfile
+
         from .policy import Policy
 
-        pol = Policy.load(policy_path)
+        with tempfile.TemporaryDirectory() as tmp:
+            (Path(tmp) / "policy.toml").write_text(policy, encoding="utf-8")
+            pol = dataclasses.replace(Policy.load(Path(tmp) / "policy.toml"),
+                                      source="policy.toml")
     res: CheckResult = check(_config(tree, dialect, xen), policy=pol)
     findings = sorted(
         ({"rule": f.rule, "severity": f.severity,
@@ -375,7 +376,7 @@ def _sha256(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
-def case_files(case: Case, policy_dir: Path | None = None) -> dict[str, bytes]:
+def case_files(case: Case) -> dict[str, bytes]:
     """Every file of one vector, name -> bytes (the expected outputs computed here)."""
     d, x = case.meta["dialect"], case.meta["xen"]
     files: dict[str, bytes] = {"input.dtb": write_dtb(case.tree)}
@@ -386,12 +387,9 @@ def case_files(case: Case, policy_dir: Path | None = None) -> dict[str, bytes]:
         files["trace.json"] = case.trace.encode()
         files["run.json"] = json_text(expected_run(case.tree, case.trace, d, x,
                                                    case.meta["xsm"])).encode()
-    pol_path = None
-    if case.policy is not None and policy_dir is not None:
+    if case.policy is not None:
         files["policy.toml"] = case.policy.encode()
-        pol_path = policy_dir / "policy.toml"
-        pol_path.write_bytes(files["policy.toml"])
-    files["check.json"] = json_text(expected_check(case.tree, d, x, pol_path)).encode()
+    files["check.json"] = json_text(expected_check(case.tree, d, x, case.policy)).encode()
     for k, v in case.extra.items():
         files[k] = v.encode()
     meta = dict(case.meta, oracle=ORACLE_FORMAT, files=sorted([*files, "meta.json"]))
@@ -432,7 +430,6 @@ def write_suites(out: Path, suites: dict[str, list[Case]]) -> dict[str, Any]:
         for e in old.get("cases", []):
             if e.get("suite") not in suites and (out / e["id"]).is_dir():
                 entries[e["id"]] = e
-    scratch = out / ".policy-scratch"
     for suite, cases in suites.items():
         target = out / suite
         if target.exists():
@@ -440,8 +437,7 @@ def write_suites(out: Path, suites: dict[str, list[Case]]) -> dict[str, Any]:
         for case in cases:
             cdir = target / case.name
             cdir.mkdir(parents=True)
-            scratch.mkdir(exist_ok=True)
-            files = case_files(case, scratch)
+            files = case_files(case)
             hashes = {}
             for name in sorted(files):
                 (cdir / name).write_bytes(files[name])
@@ -452,8 +448,6 @@ def write_suites(out: Path, suites: dict[str, list[Case]]) -> dict[str, Any]:
                 "id": f"{suite}/{case.name}", "suite": suite, "recorded": case.meta["recorded"],
                 "outcome": boot_doc["outcome"], "trace": case.trace is not None,
                 "sha256": digest, "files": hashes}
-    if scratch.exists():
-        shutil.rmtree(scratch)
     index = {
         "kind": "evtchn-spec vectors", "oracle": ORACLE_FORMAT,
         "generator": f"evtchn-spec {__version__}",
