@@ -158,3 +158,17 @@ def test_full_generation(tmp_path: Path) -> None:
     assert any(b["outcome"] == "booted" and "0" in b["domains"] for b in boots)
     assert any(b["outcome"] == "booted" and any(p["status"] == "unbound" for d in
                b["domains"].values() for p in d["ports"]) for b in boots)
+
+
+def test_builtin_suites_without_a_source_checkout(tmp_path: Path,
+                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    """An installed package has no tests/data: one clear line, exit 2, nothing written."""
+    from evtchn_spec import vectors as V
+
+    fake = tmp_path / "site" / "evtchn_spec" / "vectors.py"
+    monkeypatch.setattr(V, "__file__", str(fake))
+    rc, err = vectors(str(tmp_path / "out"), "--suite", "xen")
+    assert rc == 2 and "need a source checkout" in err and len(err.strip().splitlines()) == 1
+    assert not (tmp_path / "out").exists()
+    # the generated suite needs no checkout
+    assert vectors(str(tmp_path / "out"), "--suite", "random", "--random", "1")[0] == 0
