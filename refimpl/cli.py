@@ -182,15 +182,6 @@ def cmd_run(args: argparse.Namespace) -> int:
     return EXIT_OK if res.outcome == "booted" else EXIT_VIOLATION
 
 
-def _not_yet(issue: int) -> Handler:
-    def handler(args: argparse.Namespace) -> int:
-        print(f"evtchn-spec {args.command}: not available in this version yet "
-              f"(tracked as issue {issue})", file=sys.stderr)
-        return EXIT_INPUT
-
-    return handler
-
-
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="evtchn-spec",
@@ -282,10 +273,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         return 130
     except RecursionError:
-        print(f"{args.file}: input nested too deeply to process", file=sys.stderr)
+        print(f"{getattr(args, 'file', 'input')}: input nested too deeply to process",
+              file=sys.stderr)
         return EXIT_INPUT
     except MemoryError:
-        print(f"{args.file}: input too large to process in memory", file=sys.stderr)
+        print(f"{getattr(args, 'file', 'input')}: input too large to process in memory",
+              file=sys.stderr)
         return EXIT_INPUT
     except Exception as exc:  # the last line of defence: never a raw traceback
         if os.environ.get("EVTCHN_SPEC_DEBUG"):
