@@ -195,13 +195,36 @@ def search(res_factory: Any, policy: Policy, max_steps: int, xsm: str = "silo",
                 status = "unknown"
         if attack is not None:
             break
-        s = t
+        s = _materialize(solver, t, live, ports, k)
     any_length: dict[str, str] = {}
     if status == "none":
         any_length = {"static": _static_any_length(arr, xsm),
                       "signal": _signal_any_length(arr, pairs, live, xsm)}
     return SearchResult(status, len(steps) if attack else max_steps, attack, any_length,
                         time.perf_counter() - t0, sorted(pairs))
+
+
+def _materialize(solver: z3.Solver, t: T.ZState, live: list[int], ports: tuple[int, ...],
+                 k: int) -> T.ZState:
+    """Fresh arrays equal to t on the finite universe: every select the search
+    makes is inside it (arguments are restricted to it, peers of live ports are
+    in it), so this is exact for the goals and keeps each step's terms small."""
+    f = T.ZState.fresh(f"m{k}")
+    eqs = []
+    for d in live:
+        dd = T.bv(d, T.DOM)
+        eqs += [f.live[dd] == t.live[dd], f.valid[dd] == t.valid[dd],
+                f.fifo[dd] == t.fifo[dd]]
+        for p in ports:
+            pp = T.bv(p)
+            eqs += [f.st[dd, pp] == t.st[dd, pp], f.rdom[dd, pp] == t.rdom[dd, pp],
+                    f.rport[dd, pp] == t.rport[dd, pp], f.vcpu[dd, pp] == t.vcpu[dd, pp],
+                    f.static[dd, pp] == t.static[dd, pp], f.pend[dd, pp] == t.pend[dd, pp]]
+    solver.add(*eqs)
+    return T.ZState(live=f.live, ctrl=t.ctrl, nvcpu=t.nvcpu, maxport=t.maxport,
+                    valid=f.valid, fifo=f.fifo, fused=t.fused, st=f.st, rdom=f.rdom,
+                    rport=f.rport, vcpu=f.vcpu, virq=t.virq, static=f.static, bpd=t.bpd,
+                    bpp=t.bpp, pend=f.pend, mask=t.mask, v2e=t.v2e)
 
 
 def _confirmed(res_factory: Any, calls: list[dict[str, Any]], goal: str,

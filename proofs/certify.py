@@ -20,7 +20,6 @@ from .encode import LOGIC, Candidate, Obligation
 from .facts import Cite
 
 
-
 @dataclass(slots=True)
 class Counterexample:
     message: str
@@ -97,7 +96,7 @@ def explain_sat(ob: Obligation, timeout_ms: int) -> Counterexample:
     m = solver.model()
 
     def val_bool(name: str) -> bool:
-        return z3.is_true(m.eval(z3.Bool(name, ctx), model_completion=True))
+        return bool(z3.is_true(m.eval(z3.Bool(name, ctx), model_completion=True)))
 
     def val_int(name: str) -> int:
         v = m.eval(z3.Int(name, ctx), model_completion=True)

@@ -137,9 +137,8 @@ class _FactSet:
 
 
 def _structural(facts: Facts) -> list[Obligation]:
-    """XEN-PROP-*, XEN-PEER-*, XEN-DOMAIN-UNKNOWN over every visit (one query each)."""
+    """XEN-PROP-*, XEN-PEER-*, XEN-DOMAIN-UNKNOWN over every visit."""
     nodes = facts.nodes
-    per_rule: dict[str, tuple[_FactSet, list[Candidate], list[str]]] = {}
     conds: dict[str, list[tuple[int, str, str]]] = defaultdict(list)
     for v in facts.visits:
         n = nodes[v]
@@ -170,26 +169,30 @@ def _structural(facts: Facts) -> list[Obligation]:
     out = []
     for rule in (R.XEN_PROP_MISSING, R.XEN_PROP_SHORT, R.XEN_PEER_UNKNOWN,
                  R.XEN_PEER_ASYMMETRIC, R.XEN_PEER_ROOT, R.XEN_DOMAIN_UNKNOWN):
-        items = conds.get(rule, [])
-        if not items:
-            continue
-        fs = _FactSet(facts)
-        cands: list[Candidate] = []
-        defs: list[str] = []
-        for v, cond, msg in items:
-            fs.node(v, "hp", "nb", "tg", "ph", "dm")
-            t = nodes[v].target
-            if t >= 0:
-                fs.node(t, "hp", "nb", "c1", "par", "dm")
-            name = f"v{v}"
-            defs.append(f"(declare-const {name} Bool)\n(assert (= {name} {cond}))")
-            nv = nodes[v]
-            cites = [nv.cites["prop"]] + ([nodes[t].cites["ref"]] if t >= 0 else [])
-            cands.append(Candidate(name, msg, cites))
-        per_rule[rule] = (fs, cands, defs)
-        violation = "(or " + " ".join(c.var for c in cands) + ")" if len(cands) > 1 \
-            else cands[0].var
-        out.append(Obligation(rule, "all visits", fs.items, [DECLS], defs, violation, cands))
+        # One query per domain of the visited node: small queries, linear in total.
+        groups: dict[int, list[tuple[int, str, str]]] = defaultdict(list)
+        for item in conds.get(rule, []):
+            groups[nodes[item[0]].dom].append(item)
+        for dom in sorted(groups):
+            items = groups[dom]
+            fs = _FactSet(facts)
+            cands: list[Candidate] = []
+            defs: list[str] = []
+            for v, cond, msg in items:
+                fs.node(v, "hp", "nb", "tg", "ph", "dm")
+                t = nodes[v].target
+                if t >= 0:
+                    fs.node(t, "hp", "nb", "c1", "par", "dm")
+                name = f"v{v}"
+                defs.append(f"(declare-const {name} Bool)\n(assert (= {name} {cond}))")
+                nv = nodes[v]
+                cites = [nv.cites["prop"]] + ([nodes[t].cites["ref"]] if t >= 0 else [])
+                cands.append(Candidate(name, msg, cites))
+            violation = "(or " + " ".join(c.var for c in cands) + ")" if len(cands) > 1 \
+                else cands[0].var
+            scope = (f"visits in d{dom} ({facts.domains[dom].name})" if dom >= 0
+                     else "visits in no created domain")
+            out.append(Obligation(rule, scope, fs.items, [DECLS], defs, violation, cands))
     return out
 
 
@@ -294,8 +297,8 @@ def _port_domain(facts: Facts, d: int, scope: str, evs: list[_Event]) -> list[Ob
             df, c = cand(f"x{e.att.time}{e.side}",
                          f"(and (xs {d}) (= (c0 {e.node}) {XENSTORE_PORT}))",
                          f"{n.node.path}: port {XENSTORE_PORT} is d{d}'s xenstore port",
-                         [n.cites["port"]] + ([facts.domains[d].cite]
-                                              if facts.domains[d].cite else []))
+                         [n.cites["port"]] + [c for c in (facts.domains[d].cite,)
+                                              if c is not None])
             defs.append(df)
             cands.append(c)
         ob(R.EVT_PORT_XENSTORE, fs, cands, defs)
@@ -438,9 +441,9 @@ def _port_domain(facts: Facts, d: int, scope: str, evs: list[_Event]) -> list[Ob
 def _lost(facts: Facts) -> list[Obligation]:
     """XEN-NOT-WALKED / XEN-COMPAT: a described channel that no visit makes."""
     out = []
-    for rule, pick in ((R.XEN_NOT_WALKED, lambda e: e.v1 and not e.walked),
-                       (R.XEN_COMPAT, lambda e: not e.v1)):
-        eps = [e for e in facts.endpoints if pick(e)]
+    for rule in (R.XEN_NOT_WALKED, R.XEN_COMPAT):
+        eps = [e for e in facts.endpoints
+               if (e.v1 and not e.walked if rule == R.XEN_NOT_WALKED else not e.v1)]
         if not eps:
             continue
         items: list[tuple[str, str, Cite | None]] = []
@@ -464,7 +467,8 @@ def _lost(facts: Facts) -> list[Obligation]:
 
 
 def _listed(rule: str, cites: list[Cite], what: str) -> Obligation:
-    items = [(f"e{j}", f"(= e{j} true)", c) for j, c in enumerate(cites)]
+    items: list[tuple[str, str, Cite | None]] = [
+        (f"e{j}", f"(= e{j} true)", c) for j, c in enumerate(cites)]
     decls = [f"(declare-const e{j} Bool)" for j in range(len(cites))]
     cands = [Candidate(f"e{j}", f"{c.node}: {what}", [c]) for j, c in enumerate(cites)]
     viol = "(or " + " ".join(c.var for c in cands) + ")" if len(cands) > 1 else cands[0].var

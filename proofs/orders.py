@@ -23,7 +23,7 @@ from typing import Any
 import z3
 
 from .. import rules as R
-from ..config import Config, KNOWN_VERSIONS, xen_profile
+from ..config import KNOWN_VERSIONS, Config, xen_profile
 from ..grammar.tree import Node
 from .facts import XENSTORE_PORT, build
 
@@ -131,36 +131,36 @@ def universal_claims(cfg: Config, timeout: float = 0.0) -> dict[str, Any]:
             events.append({"end": me, "a": is_a, "t": t, "ch": j,
                            "port": z3.Int(f"port[{me.node.path}]", ctx)})
     groups: dict[int, list[dict[str, Any]]] = {}
-    for e in events:
-        groups.setdefault(dom_key(e["end"].dom), []).append(e)
+    for ev in events:
+        groups.setdefault(dom_key(ev["end"].dom), []).append(ev)
     for evs in groups.values():
         dn = evs[0]["end"].dom
-        for e in evs:
-            req = e["end"].port
-            p = e["port"]
+        for ev in evs:
+            req = ev["end"].port
+            p = ev["port"]
             if req != 0:
                 cons.append(p == req)
                 continue
             earlier = []
-            for f in evs:
-                if f is e:
+            for fv in evs:
+                if fv is ev:
                     continue
-                same = f["ch"] == e["ch"]
-                earlier.append((z3.Or(f["t"] < e["t"], z3.And(same, f["a"])), f["port"]))
+                same = fv["ch"] == ev["ch"]
+                earlier.append((z3.Or(fv["t"] < ev["t"], z3.And(same, fv["a"])), fv["port"]))
             cnt = [z3.If(z3.And(w, q >= 1, q < p), 1, 0) for w, q in earlier]
             cnt.append(z3.If(z3.And(xs(dn), p > XENSTORE_PORT), 1, 0))
             lowest = z3.And(p >= 1, z3.Not(z3.And(xs(dn), p == XENSTORE_PORT)),
                             *[z3.Implies(w, q != p) for w, q in earlier],
                             z3.Sum(*cnt) == p - 1)
             # side A with port 0 fails (EVT-PORT-ZERO); side B takes the lowest free port
-            cons.append(z3.Implies(z3.Not(e["a"]), lowest))
+            cons.append(z3.Implies(z3.Not(ev["a"]), lowest))
     no_zero = z3.And(*[z3.Not(c) for c, _ in zero_terms]) if zero_terms else z3.BoolVal(
         True, ctx)
     busy = []
     for evs in groups.values():
-        for i, e in enumerate(evs):
-            for f in evs[i + 1:]:
-                busy.append((e["port"] == f["port"], e, f))
+        for i, ev in enumerate(evs):
+            for fv in evs[i + 1:]:
+                busy.append((ev["port"] == fv["port"], ev, fv))
     violations: dict[str, list[tuple[z3.BoolRef, Any]]] = {
         R.EVT_PORT_ZERO: [(c, m) for c, m in zero_terms],
         R.EVT_PORT_BUSY: [(z3.And(no_zero, c), (e, f)) for c, e, f in busy],
@@ -223,7 +223,7 @@ def universal_claims(cfg: Config, timeout: float = 0.0) -> dict[str, Any]:
 def _needed(s: z3.Solver, m: z3.ModelRef, kids: list[Node], pos: dict[int, z3.ArithRef],
             ctx: z3.Context) -> list[str]:
     """The /chosen precedences of the model without which the violation disappears."""
-    out = []
+    out: list[str] = []
     if len(kids) > 12:
         return out
     for i, c in enumerate(kids):

@@ -64,6 +64,7 @@ def _solve_domain(f: Facts, d: int, atts: list[Attempt], timeout_ms: int,
     opt = z3.Optimize(ctx=ctx)
     if timeout_ms:
         opt.set("timeout", timeout_ms)
+    hard: list[z3.BoolRef] = []  # the same constraints feed both stages
     df = f.domains[d]
     nodes = f.nodes
     var: dict[int, z3.ArithRef] = {}
@@ -76,25 +77,26 @@ def _solve_domain(f: Facts, d: int, atts: list[Attempt], timeout_ms: int,
                 continue
             v = z3.Int(f"p{i}", ctx)
             var[i] = v
-            opt.add(v >= 0, v <= df.limit)
+            hard += [v >= 0, v <= df.limit]
             if df.xenstore:
-                opt.add(v != XENSTORE_PORT)
+                hard.append(v != XENSTORE_PORT)
             if side == "A" or n.port != 0:
-                opt.add(v >= 1)
+                hard.append(v >= 1)
             if side == "B" and n.port == 0:
                 q = z3.Int(f"q{i}", ctx)
                 cnt = [z3.If(z3.And(h >= 1, h < q), 1, 0) for h in held]
-                opt.add(z3.Implies(v == 0, z3.And(
+                hard.append(z3.Implies(v == 0, z3.And(
                     q >= 1, q <= df.limit, *[h != q for h in held],
                     z3.Sum(*cnt, z3.IntVal(0, ctx)) == q - 1)))
-                opt.add(z3.Implies(v != 0, q == v))
+                hard.append(z3.Implies(v != 0, q == v))
                 e: z3.ArithRef = q
             else:
                 e = v
             held.append(e)
             eff.append((i, e))
     if len(held) > 1:
-        opt.add(z3.Distinct(*held))
+        hard.append(z3.Distinct(*held))
+    opt.add(*hard)
     # First objective: fewest changed cells (MaxSAT over "keep the written value").
     for i, v in var.items():
         opt.add_soft(v == nodes[i].port, 1, "keep")
@@ -109,30 +111,18 @@ def _solve_domain(f: Facts, d: int, atts: list[Attempt], timeout_ms: int,
     sol = z3.Solver(ctx=ctx)
     if timeout_ms:
         sol.set("timeout", timeout_ms)
-    sol.add(*opt.assertions())
+    sol.add(*hard)
     for i, v in var.items():
         if i not in moved:
             sol.add(v == nodes[i].port)
         else:
             sol.add(v != nodes[i].port)
     for i in moved:
-        for cand in range(1, first[i] + 1):
+        for cand in range(1, df.limit + 1):
             if sol.check(var[i] == cand) == z3.sat:
                 sol.add(var[i] == cand)
                 first[i] = cand
                 break
-    return first
-    opt.push()
-    for i, v in var.items():
-        if i not in moved:
-            opt.add(v == nodes[i].port)
-        else:
-            opt.add(v != nodes[i].port)
-    opt.minimize(z3.Sum(*[var[i] for i in moved]))
-    if opt.check() == z3.sat:
-        m = opt.model()
-        first = {i: int(m.eval(v).as_long()) for i, v in var.items()}
-    opt.pop()
     return first
 
 

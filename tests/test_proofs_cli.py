@@ -113,6 +113,7 @@ def test_certificate_rechecked_by_cvc5(capsys: pytest.CaptureFixture[str], tmp_p
 def test_explain_gives_the_facts_a_proof_needs(capsys: pytest.CaptureFixture[str]) -> None:
     rc, out, _ = run(capsys, "prove", str(XEN / "pair-basic.dts"), "--format", "json",
                      "--explain", "--orders", "off")
+    assert rc == 0
     doc = json.loads(out)
     (rng,) = [o for o in doc["obligations"] if o["rule"] == R.EVT_PORT_RANGE]
     for c in rng["cores"]:  # a port is in range because of its cell and its domain's limit
