@@ -39,7 +39,7 @@ from lark.utils import TextSlice
 
 from .errors import InputError, Span
 from .resolve import MK_LABEL, MK_PATH, MK_PHANDLE, LNode, LProp, Marker, Resolver, add_label
-from .tree import MemReserve, Piece, PieceKind, Tree
+from .tree import MemReserve, Piece, PieceKind, Pieces, Tree, pack_pieces, unpack_pieces
 
 MAX_INCLUDE_DEPTH = 200  # dtc's MAX_SRCFILE_DEPTH
 _FREEZE_BYTES = 1 << 20  # inputs above this leave their tree in gc's permanent generation
@@ -382,7 +382,7 @@ class _Pos:
 
 
 def _simple_cells(ctx: _Ctx, tok: Token, pos: _Pos | None = None, base: int = 0
-                  ) -> tuple[str, bytes, list[Marker], list[Piece], Token, Token]:
+                  ) -> tuple[str, bytes, list[Marker], Pieces, Token, Token]:
     """A plain `< >` list: 32-bit numbers and references, positions computed here."""
     if pos is None:
         pos = _Pos(ctx, tok)
@@ -413,7 +413,7 @@ def _simple_cells(ctx: _Ctx, tok: Token, pos: _Pos | None = None, base: int = 0
             markers.append((off, MK_PHANDLE, target, sp))
             pieces.append(Piece(off, 4, _REF_KIND, sp))
             out += b"\xff\xff\xff\xff"
-    return "c", bytes(out), markers, pieces, tok, tok
+    return "c", bytes(out), markers, pack_pieces(pieces), tok, tok
 
 
 def _statement(ctx: _Ctx, tok: Token) -> LProp:
@@ -445,7 +445,8 @@ def _statement(ctx: _Ctx, tok: Token) -> LProp:
         data = raw[1:-1].encode("latin-1") + b"\0"
     else:
         data = _unescape(raw, 1, len(raw) - 1, sp) + b"\0"
-    return LProp(name, data, span, None, [Piece(0, len(data), PieceKind.STRING, sp)])
+    return LProp(name, data, span, None,
+                 pack_pieces([Piece(0, len(data), PieceKind.STRING, sp)]))
 
 
 _REF_KIND = PieceKind.REF
@@ -517,7 +518,7 @@ class _Builder(Transformer[Token, Any]):
         return c[1], c[0], c[2]
 
     # ---- values ----
-    def cells(self, c: list[Any]) -> tuple[str, bytes, list[Marker], list[Piece], Token, Token]:
+    def cells(self, c: list[Any]) -> tuple[str, bytes, list[Marker], Pieces, Token, Token]:
         ctx = _ctx()
         if len(c) == 1:
             return _simple_cells(ctx, c[0])
@@ -570,9 +571,9 @@ class _Builder(Transformer[Token, Any]):
                 raise InputError(sp, f"Value out of range for {bits}-bit array element")
             pieces.append(Piece(len(out), size, _CELL_KIND, sp))
             out += (v & mask).to_bytes(size, "big")
-        return "c", bytes(out), markers, pieces, first, c[-1]
+        return "c", bytes(out), markers, pack_pieces(pieces), first, c[-1]
 
-    def bytestring(self, c: list[Token]) -> tuple[str, bytes, list[Marker], list[Piece],
+    def bytestring(self, c: list[Token]) -> tuple[str, bytes, list[Marker], Pieces,
                                                     Token, Token]:
         ctx = _ctx()
         out = bytearray()
@@ -585,7 +586,7 @@ class _Builder(Transformer[Token, Any]):
         sp = ctx.span(c[0], c[-1])
         return "b", bytes(out), markers, [Piece(0, len(out), PieceKind.BYTES, sp)], c[0], c[-1]
 
-    def incbin(self, c: list[Any]) -> tuple[str, bytes, list[Marker], list[Piece], Token, Token]:
+    def incbin(self, c: list[Any]) -> tuple[str, bytes, list[Marker], Pieces, Token, Token]:
         ctx = _ctx()
         kw: Token = c[0]
         at = ctx.span(kw, c[-1])
@@ -654,7 +655,7 @@ class _Builder(Transformer[Token, Any]):
                 out += e[1]
                 for m in e[2]:
                     markers.append((m[0] + off, m[1], m[2], m[3]))
-                for p in e[3]:
+                for p in unpack_pieces(e[3]):
                     pieces.append(Piece(p.offset + off, p.size, p.kind, p.span))
                 want_value = False
                 continue

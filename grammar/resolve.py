@@ -15,9 +15,21 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from sys import intern
 
 from .errors import Diagnostic, InputError, Span
-from .tree import MemReserve, Node, Piece, PieceKind, Property, Ref, RefKind, Tree
+from .tree import (
+    MemReserve,
+    Node,
+    Piece,
+    PieceKind,
+    Pieces,
+    Property,
+    Ref,
+    RefKind,
+    Tree,
+    unpack_pieces,
+)
 
 NODECHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789,._+-@")
 PROPCHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789,._+*#?-")
@@ -28,6 +40,7 @@ MK_PATH = 1
 MK_LABEL = 2
 
 Marker = tuple[int, int, str, Span]  # (offset, kind, ref or label, span)
+_SHARE_MAX = 32  # values up to this size are shared between properties in the output
 _NO_LABELS: dict[str, bool] = {}  # shared by every unlabelled node/property: never written
 
 
@@ -42,7 +55,7 @@ class LProp:
         data: bytes,
         span: Span,
         markers: list[Marker] | None = None,
-        pieces: list[Piece] | None = None,
+        pieces: Pieces | None = None,
         deleted: bool = False,
         err_span: Span | None = None,
     ) -> None:
@@ -50,7 +63,8 @@ class LProp:
         self.data = data
         self.span = span
         self.markers: list[Marker] = markers if markers is not None else []
-        self.pieces: list[Piece] = pieces if pieces is not None else []
+        # a list or the packed form (tree.pack_pieces); read it with unpack_pieces
+        self.pieces: Pieces = pieces if pieces is not None else []
         self.deleted = deleted
         # label -> deleted, in order of addition (shared empty dict until the first label)
         self.labels: dict[str, bool] = _NO_LABELS
@@ -637,7 +651,7 @@ class Resolver:
         fail: _Fail | None = None
         data = bytearray(p.data)
         markers = list(p.markers)
-        pieces = list(p.pieces)
+        pieces = unpack_pieces(p.pieces)
         for i in range(len(markers)):
             off, kind, ref, span = markers[i]
             if kind != MK_PATH:
@@ -749,7 +763,7 @@ class Resolver:
         if p is None:
             node.add_prop(LProp(name, data, span, pieces=[Piece(0, len(data), kind, span)]))
         else:
-            p.pieces = [*p.pieces, Piece(len(p.data), len(data), kind, span)]
+            p.pieces = [*unpack_pieces(p.pieces), Piece(len(p.data), len(data), kind, span)]
             p.data = p.data + data
 
     def _to_tree(self, root: LNode, phandles: dict[int, LNode]) -> Tree:
@@ -766,6 +780,7 @@ class Resolver:
         tphandles = tree.phandles
         self.label_owners = {}
         self.root = None
+        values: dict[bytes, bytes] = {}
         stack: list[tuple[LNode, Node]] = [(root, out_root)]
         while stack:
             ln, on = stack.pop()
@@ -784,11 +799,16 @@ class Resolver:
                     Ref(m[0], RefKind.PHANDLE if m[1] == MK_PHANDLE else RefKind.PATH,
                         m[2], m[3], m[2].startswith("/"))
                     for m in p.markers if m[1] != MK_LABEL
-                ] if p.markers else []
-                props[p.name] = Property(
-                    p.name, bytes(p.data), p.span,
-                    [k for k, d in reversed(p.labels.items()) if not d], refs, p.pieces,
-                )
+                ] if p.markers else None
+                plabels = [k for k, d in reversed(p.labels.items()) if not d] \
+                    if p.labels else None
+                # names and short values repeat across thousands of nodes: share them
+                name = intern(p.name)
+                value = bytes(p.data)
+                if len(value) <= _SHARE_MAX:
+                    value = values.setdefault(value, value)
+                props[name] = Property(name, value, p.span, plabels or None, refs or None,
+                                       p.pieces or None)
             children = on.children
             pending: list[tuple[LNode, Node]] = []
             for c in ln.children:

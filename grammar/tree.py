@@ -9,6 +9,7 @@ point back at the user's source.
 
 from __future__ import annotations
 
+import struct
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from enum import Enum
@@ -58,14 +59,121 @@ class Piece:
     span: Span
 
 
-@dataclass(slots=True, eq=False)
+# Packed pieces: a 100k-channel tree holds close to a million pieces, and as objects
+# (Piece + Span + list + line ints) they were most of its memory. A property built by
+# the DTS front end keeps them as one `bytes` of native ints instead: a file index,
+# then (offset, size, kind, line, column, end line, end column) per piece. `Property.pieces`
+# turns them back into equal Piece objects on each access.
+_PIECE_KINDS: tuple[PieceKind, ...] = tuple(PieceKind)
+_KIND_INDEX: dict[PieceKind, int] = {k: i for i, k in enumerate(_PIECE_KINDS)}
+_FILES: list[str] = []  # file names seen in packed pieces (few: one per source file)
+_FILE_INDEX: dict[str, int] = {}
+_PACK_FIELDS = 7
+_INT_MIN, _INT_MAX = -(1 << 31), (1 << 31) - 1
+
+Pieces = list[Piece] | bytes  # either form, as `pack_pieces` returns it
+
+
+def pack_pieces(pieces: list[Piece]) -> Pieces:
+    """The compact form of `pieces` (all in one file), or the list itself if it cannot
+    be packed (several files, or a number beyond 32 bits)."""
+    if not pieces:
+        return pieces
+    fname = pieces[0].span.file
+    flat: list[int] = []
+    for p in pieces:
+        sp = p.span
+        if sp.file != fname:
+            return pieces
+        flat += (p.offset, p.size, _KIND_INDEX[p.kind], sp.line, sp.column, sp.end_line,
+                 sp.end_column)
+    if min(flat) < _INT_MIN or max(flat) > _INT_MAX:
+        return pieces
+    idx = _FILE_INDEX.get(fname)
+    if idx is None:
+        idx = _FILE_INDEX[fname] = len(_FILES)
+        _FILES.append(fname)
+    return struct.pack(f"={len(flat) + 1}i", idx, *flat)
+
+
+def unpack_pieces(pieces: Pieces) -> list[Piece]:
+    """Piece objects for either form (a fresh list each time)."""
+    if not isinstance(pieces, bytes):
+        return list(pieces)
+    ints = struct.unpack(f"={len(pieces) // 4}i", pieces)
+    fname = _FILES[ints[0]]
+    kinds = _PIECE_KINDS
+    return [
+        Piece(ints[i], ints[i + 1], kinds[ints[i + 2]],
+              Span(fname, ints[i + 3], ints[i + 4], ints[i + 5], ints[i + 6]))
+        for i in range(1, len(ints), _PACK_FIELDS)
+    ]
+
+
 class Property:
-    name: str
-    value: bytes
-    span: Span  # the assignment that gave the final value
-    labels: list[str] = field(default_factory=list)
-    refs: list[Ref] = field(default_factory=list)
-    pieces: list[Piece] = field(default_factory=list)
+    """One property of a resolved node.
+
+    Not a dataclass for memory's sake: `labels` and `refs` are made on first use
+    (most properties have neither) and `pieces` may be held packed (see above).
+    Reading and assigning every attribute works as on a plain object.
+    """
+
+    __slots__ = ("_labels", "_pieces", "_refs", "name", "span", "value")
+
+    def __init__(
+        self,
+        name: str,
+        value: bytes,
+        span: Span,
+        labels: list[str] | None = None,
+        refs: list[Ref] | None = None,
+        pieces: Pieces | None = None,
+    ) -> None:
+        self.name = name
+        self.value = value
+        self.span = span  # the assignment that gave the final value
+        self._labels = labels
+        self._refs = refs
+        self._pieces: Pieces | None = pieces
+
+    @property
+    def labels(self) -> list[str]:
+        if self._labels is None:
+            self._labels = []
+        return self._labels
+
+    @labels.setter
+    def labels(self, value: list[str]) -> None:
+        self._labels = value
+
+    @property
+    def refs(self) -> list[Ref]:
+        if self._refs is None:
+            self._refs = []
+        return self._refs
+
+    @refs.setter
+    def refs(self, value: list[Ref]) -> None:
+        self._refs = value
+
+    @property
+    def pieces(self) -> list[Piece]:
+        """The value's literal elements; a packed form is expanded (and kept expanded, so
+        the list can be changed in place as before)."""
+        pcs = self._pieces
+        if pcs is None:
+            pcs = self._pieces = []
+        elif isinstance(pcs, bytes):
+            pcs = self._pieces = unpack_pieces(pcs)
+        return pcs
+
+    @pieces.setter
+    def pieces(self, value: list[Piece]) -> None:
+        self._pieces = value
+
+    def __repr__(self) -> str:
+        return (f"Property(name={self.name!r}, value={self.value!r}, span={self.span!r}, "
+                f"labels={self.labels!r}, refs={self.refs!r}, pieces={self.pieces!r})")
 
     def cells(self) -> list[int]:
         """The value read as big-endian 32-bit cells (trailing odd bytes dropped)."""
@@ -74,7 +182,8 @@ class Property:
 
     def piece_at(self, offset: int) -> Piece | None:
         """The literal element that wrote the byte at `offset`, if the source had one."""
-        for p in self.pieces:
+        pcs = self._pieces
+        for p in (unpack_pieces(pcs) if isinstance(pcs, bytes) else pcs or ()):
             if p.offset <= offset < p.offset + p.size:
                 return p
         return None
