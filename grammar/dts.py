@@ -357,7 +357,8 @@ class _Pos:
 
     def __init__(self, ctx: _Ctx, tok: Token) -> None:
         self.text = str(tok)
-        self.multiline = "\n" in self.text
+        # a newline in the trailing whitespace moves no position inside the token
+        self.multiline = "\n" in self.text.rstrip(_SPACE)
         line0: int = tok.line  # type: ignore[assignment]
         self.col0: int = tok.column  # type: ignore[assignment]
         self.fname = ctx.name

@@ -28,6 +28,7 @@ from .tree import (
     Ref,
     RefKind,
     Tree,
+    pack_pieces,
     unpack_pieces,
 )
 
@@ -42,6 +43,12 @@ MK_LABEL = 2
 Marker = tuple[int, int, str, Span]  # (offset, kind, ref or label, span)
 _SHARE_MAX = 32  # values up to this size are shared between properties in the output
 _NO_LABELS: dict[str, bool] = {}  # shared by every unlabelled node/property: never written
+# likewise shared while empty (a tree of 200k leaf nodes would otherwise hold a million
+# empty containers); every writer replaces them first
+_NO_MARKERS: list[Marker] = []
+_NO_KIDS: list[LNode] = []
+_NO_KIDS_BY: dict[str, LNode] = {}
+_NO_SPANS: list[Span] = []
 
 
 class LProp:
@@ -62,7 +69,7 @@ class LProp:
         self.name = name
         self.data = data
         self.span = span
-        self.markers: list[Marker] = markers if markers is not None else []
+        self.markers: list[Marker] = markers if markers else _NO_MARKERS
         # a list or the packed form (tree.pack_pieces); read it with unpack_pieces
         self.pieces: Pieces = pieces if pieces is not None else []
         self.deleted = deleted
@@ -97,15 +104,15 @@ class LNode:
         self.parent: LNode | None = None
         self.props: list[LProp] = []
         self.pbyname: dict[str, LProp] = {}
-        self.children: list[LNode] = []
-        self.cbyname: dict[str, LNode] = {}
+        self.children: list[LNode] = _NO_KIDS
+        self.cbyname: dict[str, LNode] = _NO_KIDS_BY
         self.labels: dict[str, bool] = _NO_LABELS
         self.deleted = False
         self.omit = False
         self.referenced = False
         self.phandle = 0
         self.dup = False  # two props or two children share a name
-        self.other_spans: list[Span] = []
+        self.other_spans: list[Span] = _NO_SPANS
 
     # -- building (dtc's build_node / add_property / add_child) --
     def add_prop(self, p: LProp) -> None:
@@ -117,6 +124,9 @@ class LNode:
 
     def add_child(self, c: LNode) -> None:
         c.parent = self
+        if self.children is _NO_KIDS:
+            self.children = []
+            self.cbyname = {}
         self.children.append(c)
         if c.name in self.cbyname:
             self.dup = True
@@ -383,6 +393,8 @@ class Resolver:
 
     def _merge_head(self, old: LNode, new: LNode) -> None:
         """The part of merge_nodes before the children: labels, then properties."""
+        if old.other_spans is _NO_SPANS:
+            old.other_spans = []
         old.other_spans.append(new.span)
         old.deleted = False
         for lab in reversed(list(new.labels)):
@@ -605,7 +617,7 @@ class Resolver:
         if node.get_prop("phandle") is None:
             data = ph.to_bytes(4, "big")
             node.add_prop(LProp("phandle", data, node.span,
-                                pieces=[Piece(0, 4, PieceKind.CELL, node.span)]))
+                                pieces=pack_pieces([Piece(0, 4, PieceKind.CELL, node.span)])))
         return ph
 
     def _references(self, root: LNode, phandles: dict[int, LNode]) -> None:
@@ -787,7 +799,8 @@ class Resolver:
             on.labels = ln.dtc_labels()
             for lab in on.labels:
                 labels.setdefault(lab, on)
-            on.other_spans = ln.other_spans
+            if ln.other_spans:
+                on.other_spans = ln.other_spans
             if ln.phandle:
                 on.phandle = ln.phandle
                 tphandles[ln.phandle] = on
@@ -823,8 +836,8 @@ class Resolver:
             ln.parent = None
             ln.props = []
             ln.pbyname = {}
-            ln.children = []
-            ln.cbyname = {}
+            ln.children = _NO_KIDS
+            ln.cbyname = _NO_KIDS_BY
         return tree
 
 
