@@ -852,6 +852,7 @@ def parse_dts(
         gc.disable()
         try:
             parser.parse(text)
+            del text  # 1 byte a character of input: not needed past the parse
             if resolver.root is None:  # pragma: no cover - the grammar requires a root
                 raise InputError(Span(name, 1, 1), "no root node")
             tree = resolver.finish()
