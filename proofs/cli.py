@@ -44,6 +44,13 @@ def add_prove_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--orders", choices=("auto", "on", "off"), default="auto",
                    help="universal claims over /chosen orders and Xen versions "
                    "(auto: for configs of up to 40 endpoints)")
+    # run-time claims (proofs/invariants.py, proofs/attack.py)
+    p.add_argument("--invariants", action="store_true",
+                   help="induction proofs of the run-time invariants (spec/proofs-runtime.md)")
+    p.add_argument("--steps", type=int, metavar="K",
+                   help="bounded search for an attack of at most K calls (needs --policy)")
+    p.add_argument("--policy", metavar="POLICY.toml", help="allowed domain pairs")
+    p.add_argument("--xsm", choices=("silo", "dummy", "both"), default="silo")
 
 
 def add_fix_arguments(p: argparse.ArgumentParser) -> None:
@@ -161,6 +168,10 @@ def cmd_prove(args: argparse.Namespace) -> int:
         if os.path.exists(args.certificate) and os.path.samefile(args.certificate, args.file):
             raise UsageError(f"{args.certificate}: refusing to overwrite the input file")
     cfg = load_config(args)
+    if args.invariants or args.steps is not None:
+        from .attack import cmd
+
+        return cmd(args, cfg)
     doc = prove_config(cfg, args.timeout, args.explain, args.orders)
     if args.certificate:
         write_output(args.certificate,
