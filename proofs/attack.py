@@ -144,6 +144,11 @@ def search(res_factory: Any, policy: Policy, max_steps: int, xsm: str = "silo",
     peers = boot_peers(res)
     arr = _snapshot(res)
     live = sorted(res.state.domains)
+    # first the claims for any number of steps: a goal excluded by an inductive
+    # invariant that holds at boot needs no unrolling (no attack of any length)
+    any_length = {"static": _static_any_length(arr, xsm),
+                  "signal": _signal_any_length(arr, pairs, live, xsm)}
+    todo = [g for g, v in any_length.items() if v != "proved"]
     used = max([sum(1 for (d, p) in arr["st"] if d == dom and p != 0) for dom in live] or [0])
     bound = used + max_steps + 1
     ports = tuple(sorted({p for (_d, p) in arr["st"]} | set(range(1, bound + 1))))
@@ -154,7 +159,7 @@ def search(res_factory: Any, policy: Policy, max_steps: int, xsm: str = "silo",
     steps: list[tuple[Any, Any, T.Args]] = []
     status = "none"
     attack: Attack | None = None
-    for k in range(max_steps):
+    for k in range(max_steps if todo else 0):
         c, opc, a = z3.BitVec(f"c{k}", 16), z3.Int(f"op{k}"), T.Args.fresh(str(k))
         ch = T.Choice.fresh(str(k))
         solver.add(z3.Or(*[c == d for d in live]), opc >= 0, opc < len(SEARCH_OPS),
@@ -181,6 +186,8 @@ def search(res_factory: Any, policy: Policy, max_steps: int, xsm: str = "silo",
                    z3.Not(I.intact(t, T.bv(d, T.DOM), T.bv(pp))),
                    c != d, c != peers[(d, pp)][0]) for d, pp in sorted(peers)])
         for goal, g in (("signal", signal), ("static", static)):
+            if goal not in todo:
+                continue
             solver.push()
             solver.add(g)
             r = solver.check()
@@ -195,36 +202,9 @@ def search(res_factory: Any, policy: Policy, max_steps: int, xsm: str = "silo",
                 status = "unknown"
         if attack is not None:
             break
-        s = _materialize(solver, t, live, ports, k)
-    any_length: dict[str, str] = {}
-    if status == "none":
-        any_length = {"static": _static_any_length(arr, xsm),
-                      "signal": _signal_any_length(arr, pairs, live, xsm)}
+        s = t
     return SearchResult(status, len(steps) if attack else max_steps, attack, any_length,
                         time.perf_counter() - t0, sorted(pairs))
-
-
-def _materialize(solver: z3.Solver, t: T.ZState, live: list[int], ports: tuple[int, ...],
-                 k: int) -> T.ZState:
-    """Fresh arrays equal to t on the finite universe: every select the search
-    makes is inside it (arguments are restricted to it, peers of live ports are
-    in it), so this is exact for the goals and keeps each step's terms small."""
-    f = T.ZState.fresh(f"m{k}")
-    eqs = []
-    for d in live:
-        dd = T.bv(d, T.DOM)
-        eqs += [f.live[dd] == t.live[dd], f.valid[dd] == t.valid[dd],
-                f.fifo[dd] == t.fifo[dd]]
-        for p in ports:
-            pp = T.bv(p)
-            eqs += [f.st[dd, pp] == t.st[dd, pp], f.rdom[dd, pp] == t.rdom[dd, pp],
-                    f.rport[dd, pp] == t.rport[dd, pp], f.vcpu[dd, pp] == t.vcpu[dd, pp],
-                    f.static[dd, pp] == t.static[dd, pp], f.pend[dd, pp] == t.pend[dd, pp]]
-    solver.add(*eqs)
-    return T.ZState(live=f.live, ctrl=t.ctrl, nvcpu=t.nvcpu, maxport=t.maxport,
-                    valid=f.valid, fifo=f.fifo, fused=t.fused, st=f.st, rdom=f.rdom,
-                    rport=f.rport, vcpu=f.vcpu, virq=t.virq, static=f.static, bpd=t.bpd,
-                    bpp=t.bpp, pend=f.pend, mask=t.mask, v2e=t.v2e)
 
 
 def _confirmed(res_factory: Any, calls: list[dict[str, Any]], goal: str,
@@ -314,3 +294,79 @@ def _signal_any_length(arr: dict[str, dict[tuple[int, ...], int]],
         if r != z3.unsat:
             return "unknown"
     return "proved"
+
+
+def cmd(args: Any, cfg: Any) -> int:
+    """`prove FILE --invariants` / `prove FILE --steps K --policy POLICY`: exit 0
+    proved / no attack, 1 attack / invariant fails, 3 unknown."""
+    import json
+    import sys
+
+    from ..boot import boot
+
+    xsms = ("silo", "dummy") if args.xsm == "both" else (args.xsm,)
+    timeout_ms = int(args.timeout * 1000) if args.timeout else 60000
+    worst = 0
+    out: dict[str, Any] = {"format": 1, "file": cfg.tree.source}
+    lines: list[str] = []
+
+    def rank(status: str) -> int:
+        return {"proved": 0, "none": 0, "counterexample": 1, "attack": 1}.get(status, 3)
+
+    if args.invariants:
+        res = boot(cfg)
+        if res.outcome != "booted":
+            print(f"{cfg.tree.source}: the boot panics; no run-time state to prove about",
+                  file=sys.stderr)
+            return 1
+        vs = I.prove_all(xsms, timeout_ms) + I.prove_concrete(_snapshot(res),
+                                                              timeout_ms=timeout_ms)
+        statuses = {v.status for v in vs}
+        st = ("counterexample" if "counterexample" in statuses
+              else "unknown" if "unknown" in statuses else "proved")
+        worst = max(worst, rank(st))
+        out["invariants"] = {"status": st, "verdicts": [
+            {"claim": v.claim, "op": v.op, "xsm": v.xsm, "status": v.status,
+             "seconds": round(v.seconds, 6), "detail": v.detail} for v in vs]}
+        lines.append(f"invariants ({', '.join(xsms)}; base: any boot state and "
+                     f"{cfg.tree.source}): {st}")
+        lines.append(I.summary(vs))
+    if args.steps is not None:
+        if not args.policy:
+            print("evtchn-spec: --steps needs --policy POLICY.toml", file=sys.stderr)
+            return 2
+        pol = Policy.load(args.policy)
+        res0 = boot(cfg)
+        if res0.outcome != "booted":
+            print(f"{cfg.tree.source}: the boot panics; nothing to attack", file=sys.stderr)
+            return 1
+        for xsm in xsms:
+            r = search(lambda: boot(cfg), pol, args.steps, xsm, timeout_ms)
+            worst = max(worst, rank(r.status))
+            entry: dict[str, Any] = {"xsm": xsm, "status": r.status, "steps": r.steps,
+                                     "any_length": r.any_length,
+                                     "seconds": round(r.seconds, 6),
+                                     "forbidden": [list(p) for p in r.forbidden]}
+            if r.attack is not None:
+                entry["attack"] = {"goal": r.attack.goal, "claim": r.attack.claim,
+                                   "confirmed": r.attack.confirmed,
+                                   "trace": {"format": 1, "calls": r.attack.calls}}
+            out.setdefault("attacks", []).append(entry)
+            if r.status == "attack" and r.attack is not None:
+                lines.append(f"attack ({xsm}) in {r.steps} steps: {r.attack.claim}; "
+                             "trace (replayed with run):")
+                lines.append(json.dumps({"format": 1, "calls": r.attack.calls}, indent=1))
+            elif r.status == "none":
+                forever = all(v == "proved" for v in r.any_length.values())
+                lines.append(f"no attack within {args.steps} steps ({xsm})"
+                             + (", and for any number of steps (inductive)" if forever
+                                else f"; any length: {r.any_length}")
+                             + f" [{r.seconds:.2f} s]")
+            else:
+                lines.append(f"unknown ({xsm}): the solver gave up within {args.steps} "
+                             f"steps (never reported as safe) [{r.seconds:.2f} s]")
+    if args.format == "json":
+        sys.stdout.write(json.dumps(out, indent=1) + "\n")
+    else:
+        sys.stdout.write("\n".join(lines) + "\n")
+    return worst
