@@ -30,6 +30,7 @@ import re
 import threading
 from collections.abc import Iterator, Sequence
 from pathlib import Path
+from sys import intern
 from typing import Any
 
 from lark import Lark, Token, Transformer
@@ -424,8 +425,7 @@ def _statement(ctx: _Ctx, tok: Token) -> LProp:
     m = _STMT.match(text)
     assert m is not None
     name = m.group(1)
-    if name[0] == "\\":
-        name = name[1:]
+    name = intern(name[1:] if name[0] == "\\" else name)
     vstart = m.start(2)
     semi = text.rindex(";")
     if pos.multiline:
@@ -712,7 +712,7 @@ class _Builder(Transformer[Token, Any]):
     def subnode(self, c: list[Any]) -> LNode:
         node: LNode = c[1]
         tok: Token = c[0]
-        node.name = _pname(tok)
+        node.name = _nname(tok)
         sp = node.span
         if _ctx().single:
             node.span = Span(sp.file, tok.line, tok.column, sp.end_line, sp.end_column)  # type: ignore[arg-type]
@@ -722,7 +722,7 @@ class _Builder(Transformer[Token, Any]):
         return node
 
     def subnode_del(self, c: list[Token]) -> LNode:
-        node = LNode(_pname(c[1]), _ctx().span(c[0], c[2]))
+        node = LNode(_nname(c[1]), _ctx().span(c[0], c[2]))
         node.deleted = True
         return node
 
@@ -783,6 +783,13 @@ class _Builder(Transformer[Token, Any]):
 
 
 def _pname(tok: Token) -> str:
+    s = str(tok).rstrip(_SPACE)
+    # property names repeat across thousands of nodes: one copy of each
+    return intern(s[1:] if s[0] == "\\" else s)
+
+
+def _nname(tok: Token) -> str:
+    """A node name (mostly unique, so not interned)."""
     s = str(tok).rstrip(_SPACE)
     return s[1:] if s[0] == "\\" else s
 

@@ -790,8 +790,12 @@ class Resolver:
         )
         labels = tree.labels
         tphandles = tree.phandles
+        # nothing may keep working nodes alive now: each one is freed once converted,
+        # so the two trees never coexist in full (the phandle index held every
+        # referenced node, which was most of a 100k-channel tree)
         self.label_owners = {}
         self.root = None
+        phandles.clear()
         values: dict[bytes, bytes] = {}
         stack: list[tuple[LNode, Node]] = [(root, out_root)]
         while stack:
@@ -838,6 +842,8 @@ class Resolver:
             ln.pbyname = {}
             ln.children = _NO_KIDS
             ln.cbyname = _NO_KIDS_BY
+            ln.labels = _NO_LABELS
+            ln.other_spans = _NO_SPANS
         return tree
 
 
