@@ -93,7 +93,7 @@ class SearchResult:
 
 
 def _snapshot(res: BootResult) -> dict[str, dict[tuple[int, ...], int]]:
-    a = arrays(res.state, boot_peers(res))
+    a: dict[str, dict[tuple[int, ...], int]] = arrays(res.state, boot_peers(res))
     a["fused"] = {(d,): 1 for d, dom in res.state.domains.items() if dom.fifo_used}
     return a
 
@@ -119,8 +119,10 @@ def replay(res_factory: Any, calls: list[dict[str, Any]], xsm: str) -> dict[str,
     """The refimpl's `run` document for the trace, on a fresh boot."""
     res = res_factory()
     res.state.xsm = xsm
-    return run(res, [Call(c["caller"], c["op"], dict(c["args"]), Span("<attack>", 1, 1))
-                     for c in calls])
+    trace = [Call(c["caller"], c["op"], dict(c["args"]), Span("<attack>", 1, 1))
+             for c in calls]
+    doc: dict[str, Any] = run(res, trace)
+    return doc
 
 
 def confirm_signal(doc: dict[str, Any], pairs: set[tuple[int, int]]) -> bool:

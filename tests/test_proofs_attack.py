@@ -77,7 +77,7 @@ def test_dummy_policy_lets_cooperating_domains_connect(tmp_path: Path) -> None:
 def test_search_results_are_replayable(res: Any, xsm: str, allow_all: bool) -> None:
     """On random systems: an attack found is confirmed by the refimpl; a "none"
     under an allow-everything policy is the only possible answer."""
-    names = sorted({d.name for d in res.domains})
+    names = sorted({k for d in res.domains for k in A._keys(d.domid, d.name)})
     pairs = frozenset(frozenset((a, b)) for a in names for b in names) if allow_all \
         else frozenset()
     pol = Policy(False, pairs, "<test>")
