@@ -19,6 +19,7 @@ memory stays proportional to the input.
 from __future__ import annotations
 
 import gc
+import io
 import struct
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -79,8 +80,22 @@ def _enc(name: str) -> bytes:
 
 
 def write_dtb(tree: Tree) -> bytes:
-    """The DTB `dtc -O dtb` writes for this tree (version 17, default options)."""
-    out = bytearray()
+    """The DTB `dtc -O dtb` writes for this tree (version 17, default options).
+
+    Written into one BytesIO, whose final `getvalue()` hands over its buffer without
+    copying: a 100k-channel blob (18 MB) then exists once, not twice.
+    """
+    rsv = bytearray()
+    for mr in tree.memreserves:
+        rsv += struct.pack(">QQ", mr.address & (2**64 - 1), mr.size & (2**64 - 1))
+    rsv += b"\0" * RSV_ENTRY
+    off_rsv = HEADER_SIZE_V17
+    off_struct = off_rsv + len(rsv)
+
+    buf = io.BytesIO()
+    out = buf.write
+    out(bytes(HEADER_SIZE_V17))  # the header is filled in last
+    out(rsv)
     strings = _Strings()
     pack_into = struct.pack
     # Iterative pre-order walk; a None marks "close the node".
@@ -88,32 +103,26 @@ def write_dtb(tree: Tree) -> bytes:
     while stack:
         node = stack.pop()
         if node is None:
-            out += b"\0\0\0\x02"
+            out(b"\0\0\0\x02")
             continue
         name = _enc(node.name)
-        out += b"\0\0\0\x01"
-        out += name
-        out += b"\0" * (_pad4(len(name) + 1) - len(name))
+        out(b"\0\0\0\x01")
+        out(name)
+        out(b"\0" * (_pad4(len(name) + 1) - len(name)))
         for prop in node.properties.values():
             value = prop.value
-            out += pack_into(">III", FDT_PROP, len(value), strings.insert(_enc(prop.name)))
-            out += value
+            out(pack_into(">III", FDT_PROP, len(value), strings.insert(_enc(prop.name))))
+            out(value)
             pad = (-len(value)) & 3
             if pad:
-                out += b"\0" * pad
+                out(b"\0" * pad)
         stack.append(None)
         stack.extend(reversed(node.children.values()))
-    out += b"\0\0\0\x09"
+    out(b"\0\0\0\x09")
 
-    rsv = bytearray()
-    for mr in tree.memreserves:
-        rsv += struct.pack(">QQ", mr.address & (2**64 - 1), mr.size & (2**64 - 1))
-    rsv += b"\0" * RSV_ENTRY
-
-    off_rsv = HEADER_SIZE_V17
-    off_struct = off_rsv + len(rsv)
-    off_strings = off_struct + len(out)
-    total = off_strings + len(strings.data)
+    off_strings = buf.tell()
+    out(strings.data)
+    total = buf.tell()
     header = struct.pack(
         ">10I",
         FDT_MAGIC,
@@ -125,9 +134,11 @@ def write_dtb(tree: Tree) -> bytes:
         LAST_COMP_VERSION,
         tree.boot_cpuid_phys & 0xFFFFFFFF,
         len(strings.data),
-        len(out),
+        off_strings - off_struct,
     )
-    return b"".join((header, rsv, out, strings.data))
+    buf.seek(0)
+    out(header)
+    return buf.getvalue()
 
 
 # --------------------------------------------------------------------------- reader

@@ -822,7 +822,9 @@ class Resolver:
                 # names and short values repeat across thousands of nodes: share them
                 name = intern(p.name)
                 value = bytes(p.data)
-                if len(value) <= _SHARE_MAX:
+                if len(value) <= _SHARE_MAX and value[-1:] == b"\0":
+                    # strings repeat ("okay", compatibles); cells rarely do, and caching
+                    # every phandle would cost more than it saves
                     value = values.setdefault(value, value)
                 props[name] = Property(name, value, p.span, plabels or None, refs or None,
                                        p.pieces or None)
