@@ -9,6 +9,16 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+_ESCAPES = {"\n": "\\n", "\r": "\\r", "\t": "\\t"}
+
+
+def one_line(text: str) -> str:
+    """`text` with control characters escaped, so a report stays on one line even
+    when a file name (e.g. from a cpp line marker) holds a newline."""
+    if text.isprintable():
+        return text
+    return "".join(c if c.isprintable() else _ESCAPES.get(c, f"\\x{ord(c):02x}") for c in text)
+
 
 @dataclass(frozen=True, slots=True)
 class Span:
@@ -25,7 +35,7 @@ class Span:
     end_column: int = 0
 
     def __str__(self) -> str:
-        return f"{self.file}:{self.line}:{self.column}"
+        return f"{one_line(self.file)}:{self.line}:{self.column}"
 
 
 UNKNOWN_SPAN = Span("<unknown>", 0, 0)
@@ -35,7 +45,7 @@ class InputError(Exception):
     """The input cannot be read: one line, pointing at the place (CLI exit 2)."""
 
     def __init__(self, span: Span, message: str) -> None:
-        super().__init__(f"{span}: {message}")
+        super().__init__(f"{span}: {one_line(message)}")
         self.span = span
         self.message = message
 
@@ -48,4 +58,4 @@ class Diagnostic:
     message: str
 
     def __str__(self) -> str:
-        return f"{self.span}: warning: {self.message}"
+        return f"{self.span}: warning: {one_line(self.message)}"
