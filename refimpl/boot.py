@@ -518,7 +518,7 @@ class _Boot:
                       f"{d.max_evtchns()}) -> {name}",
                       [here, other], f"use a port between 1 and {limit}", line,
                       PANIC_EVTCHN, origin, nodes)
-        elif rc == -EBUSY and na is nb and op == "bind":
+        elif rc == -EBUSY and na is nb:
             self.fail(R.XEN_PEER_SELF,
                       f"{na.path} is its own peer: Xen allocates port {port} in d{dom}, "
                       f"then binding the same port fails with {name}",
