@@ -57,6 +57,10 @@ def _first_attempts(f: Facts) -> list[Attempt]:
     return out
 
 
+class _SolverUnknown(Exception):
+    """Optimize gave no answer (timeout): never to be read as "unfixable"."""
+
+
 def _solve_domain(f: Facts, d: int, atts: list[Attempt], timeout_ms: int,
                   ) -> dict[int, int] | None:
     """New values for the port cells of domain d's channel ends (node index -> port)."""
@@ -85,8 +89,10 @@ def _solve_domain(f: Facts, d: int, atts: list[Attempt], timeout_ms: int,
             if side == "B" and n.port == 0:
                 q = z3.Int(f"q{i}", ctx)
                 cnt = [z3.If(z3.And(h >= 1, h < q), 1, 0) for h in held]
+                # The lowest free port is at most one past the ports already held:
+                # a small range keeps the counting constraint easy for the solver.
                 hard.append(z3.Implies(v == 0, z3.And(
-                    q >= 1, q <= df.limit, *[h != q for h in held],
+                    q >= 1, q <= df.limit, q <= len(held) + 1, *[h != q for h in held],
                     z3.Sum(*cnt, z3.IntVal(0, ctx)) == q - 1)))
                 hard.append(z3.Implies(v != 0, q == v))
                 e: z3.ArithRef = q
@@ -100,7 +106,10 @@ def _solve_domain(f: Facts, d: int, atts: list[Attempt], timeout_ms: int,
     # First objective: fewest changed cells (MaxSAT over "keep the written value").
     for i, v in var.items():
         opt.add_soft(v == nodes[i].port, 1, "keep")
-    if opt.check() != z3.sat:
+    verdict = opt.check()
+    if verdict == z3.unknown:
+        raise _SolverUnknown(d)
+    if verdict != z3.sat:
         return None
     m = opt.model()
     first = {i: int(m.eval(v).as_long()) for i, v in var.items()}
@@ -191,7 +200,14 @@ def repair(cfg: Config, timeout: float = 0.0) -> RepairResult:
     for _ in range(len(f.domains) + 1):
         new_ports: dict[int, int] = {}
         for d in sorted(bad_doms):
-            got = _solve_domain(f, d, atts, timeout_ms)
+            try:
+                got = _solve_domain(f, d, atts, timeout_ms)
+            except _SolverUnknown:
+                res.status = "unknown"
+                res.changes = []
+                res.summary.append(f"fix: the solver did not answer for d{d} "
+                                   f"({f.domains[d].name}) (timeout); nothing written")
+                return res
             if got is None:
                 res.status = "unfixable"
                 res.summary.append(f"fix: d{d} ({f.domains[d].name}) has more channel ends "
