@@ -214,3 +214,23 @@ def test_unknown_xen_version_is_refused() -> None:
         xen_profile("3.4")
     assert xen_profile("4.17.3").name == "4.17"
     assert xen_profile("RELEASE-4.19.0").name == "4.19"
+
+
+MUTATIONS = ("self", "unknown", "drop", "short", "extra", "zero-back")
+
+
+def mutate_link(s: System, node: Node, mut: str, port: int) -> None:
+    """Break one evtchn node the way a hand-edited DT breaks: a self link, a phandle
+    to no node, a missing, short or over-long property, a back-reference of 0."""
+    if mut == "self":
+        s.set_link(node, port, node)
+    elif mut == "unknown":
+        s.set_link(node, port, 0x7777)
+    elif mut == "drop":
+        node.properties.pop("xen,evtchn", None)
+    elif mut == "short":
+        s.prop(node, "xen,evtchn", cells(port))
+    elif mut == "extra" and "xen,evtchn" in node.properties:
+        s.prop(node, "xen,evtchn", node.properties["xen,evtchn"].value + cells(9))
+    elif mut == "zero-back":
+        s.set_link(node, port, 0)

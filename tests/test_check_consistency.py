@@ -14,7 +14,7 @@ from evtchn_spec.grammar import load
 from evtchn_spec.grammar.tree import Node, Property
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from test_boot_model import System, cells, strings
+from test_boot_model import MUTATIONS, System, cells, mutate_link, strings
 
 PORTS = st.one_of(st.sampled_from([0, 1, 2, 3, 63, 64, 1023, 1024, 4095, 4096]),
                   st.integers(min_value=1, max_value=40))
@@ -42,20 +42,8 @@ def systems(draw: st.DrawFn) -> tuple[System, str, str]:
         s.set_link(a, draw(PORTS), b)
         s.set_link(b, draw(PORTS), a)
     for node in nodes:
-        mut = draw(st.sampled_from(["keep"] * 6 + ["self", "unknown", "drop", "short",
-                                                   "extra", "zero-back"]))
-        if mut == "self":
-            s.set_link(node, draw(PORTS), node)
-        elif mut == "unknown":
-            s.set_link(node, draw(PORTS), 0x7777)
-        elif mut == "drop":
-            node.properties.pop("xen,evtchn", None)
-        elif mut == "short":
-            s.prop(node, "xen,evtchn", cells(draw(PORTS)))
-        elif mut == "extra" and "xen,evtchn" in node.properties:
-            s.prop(node, "xen,evtchn", node.properties["xen,evtchn"].value + cells(9))
-        elif mut == "zero-back":
-            s.set_link(node, draw(PORTS), 0)
+        mut = draw(st.sampled_from(["keep"] * 6 + list(MUTATIONS)))
+        mutate_link(s, node, mut, draw(PORTS))
     if draw(st.booleans()) and len(doms) >= 2:  # a seed node
         seed = s.node(s.chosen, "evtchn@seed")
         s.prop(seed, "compatible", strings("xen,evtchn"))

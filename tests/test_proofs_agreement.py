@@ -19,7 +19,7 @@ from evtchn_spec.proofs import certify, encode
 from evtchn_spec.proofs.facts import build
 from hypothesis import HealthCheck, given, note, settings
 from hypothesis import strategies as st
-from test_boot_model import System, cells
+from test_boot_model import MUTATIONS, System, mutate_link
 
 COVERED = set(encode.RULE_ORDER)
 PORTS = st.one_of(st.sampled_from([0, 1, 2, 3, 63, 64, 1023, 1024, 4095, 4096]),
@@ -60,21 +60,9 @@ def systems(draw: st.DrawFn) -> tuple[System, str, int]:
         s.set_link(b, draw(PORTS), a)
     muts = 0
     for node in nodes:
-        mut = draw(st.sampled_from(["keep"] * 8 + ["self", "unknown", "drop", "short",
-                                                   "extra", "zero-back"]))
+        mut = draw(st.sampled_from(["keep"] * 8 + list(MUTATIONS)))
         muts += mut != "keep"
-        if mut == "self":
-            s.set_link(node, draw(PORTS), node)
-        elif mut == "unknown":
-            s.set_link(node, draw(PORTS), 0x7777)
-        elif mut == "drop":
-            node.properties.pop("xen,evtchn", None)
-        elif mut == "short":
-            s.prop(node, "xen,evtchn", cells(draw(PORTS)))
-        elif mut == "extra" and "xen,evtchn" in node.properties:
-            s.prop(node, "xen,evtchn", node.properties["xen,evtchn"].value + cells(9))
-        elif mut == "zero-back":
-            s.set_link(node, draw(PORTS), 0)
+        mutate_link(s, node, mut, draw(PORTS))
     return s, draw(st.sampled_from(["4.17", "4.17", "4.21"])), muts
 
 
