@@ -18,11 +18,12 @@ import os
 import subprocess
 import sys
 import tempfile
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..grammar.errors import InputError, Span
-from . import compare, dtbuild, fdt, report, trace
-from .tools import ToolsMissing, find_tools
+
+if TYPE_CHECKING:
+    from . import fdt
 
 EXIT_OK = 0
 EXIT_DIFF = 1
@@ -71,12 +72,15 @@ def cmd_xen(args: argparse.Namespace) -> int:
         print(f"evtchn-spec xen: only Xen {', '.join(SUPPORTED_XEN)} can be booted "
               f"(got --xen {args.xen_version})", file=sys.stderr)
         return EXIT_INPUT
+    # imported here, not at the top: `evtchn-spec dump` should not pay for them
+    from . import compare, dtbuild, fdt, qemu, report, trace
+    from .tools import ToolsMissing, find_tools
+
     try:
         tools = find_tools()
     except ToolsMissing as exc:
         print(str(exc), file=sys.stderr)
         return EXIT_INPUT
-    from . import qemu
 
     raw = dtbuild.compile_source(args.file, cpp=args.cpp, include_dirs=args.include_dirs,
                                  dtc=tools.dtc)
@@ -131,6 +135,8 @@ def reference(args: argparse.Namespace, view: fdt.Fdt | None = None,
     runner) the reference boots exactly that, written out as a DTB; otherwise
     the user's file.
     """
+    from . import fdt
+
     with tempfile.TemporaryDirectory(prefix="evtchn-ref-") as tmp:
         if view is not None:
             path = os.path.join(tmp, "as-booted.dtb")

@@ -25,8 +25,6 @@ from ..cli import (
     load_config,
     write_output,
 )
-from . import certify, encode
-from .facts import build
 
 FORMAT = 1
 NOT_COVERED = ("DOM-MODULE-REG", "DOM-NO-KERNEL", "DOM-DIRECT-MAP", "DOM-CPUS",
@@ -71,6 +69,10 @@ def _status_exit(status: str) -> int:
 
 def prove_config(cfg: Any, timeout: float, explain: bool, orders: str) -> dict[str, Any]:
     """Everything `prove` reports, as the JSON document of spec/proofs.md."""
+    # z3 takes ~70 ms to import: loaded here so that the other subcommands never pay it
+    from . import certify, encode
+    from .facts import build
+
     t0 = time.perf_counter()
     facts = build(cfg)
     obs = encode.obligations(facts)
@@ -174,6 +176,8 @@ def cmd_prove(args: argparse.Namespace) -> int:
         return cmd(args, cfg)
     doc = prove_config(cfg, args.timeout, args.explain, args.orders)
     if args.certificate:
+        from . import certify
+
         write_output(args.certificate,
                      certify.certificate(doc["_obs"], doc["_reports"], cfg.tree.source))
     if args.format == "json":

@@ -108,3 +108,18 @@ def test_bad_dts_exits_2_with_a_position(tmp_path: Path) -> None:
 def test_missing_file_exits_2(tmp_path: Path) -> None:
     res = _cli("dump", str(tmp_path / "nope.dtb"))
     assert res.returncode == 2 and "nope.dtb" in res.stderr and "Traceback" not in res.stderr
+
+
+def test_dump_loads_no_solver_and_no_conformance_runner(sample_dtb: Path) -> None:
+    """Start-up cost: `dump` must not import z3 (~70 ms) or the QEMU runner; only
+    prove/fix/xen pay for them, when they run."""
+    code = ("import sys\n"
+            "from evtchn_spec.cli import main\n"
+            f"rc = main(['dump', {str(sample_dtb)!r}, '--format', 'json'])\n"
+            "heavy = sorted(m for m in sys.modules if m == 'z3' or m.startswith("
+            "('evtchn_spec.proofs.certify', 'evtchn_spec.conformance.qemu', "
+            "'evtchn_spec.vectors')))\n"
+            "print(rc, heavy)\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True).stdout
+    assert out.strip().splitlines()[-1] == "0 []"
