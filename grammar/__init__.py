@@ -35,6 +35,9 @@ def load(
         from .dtb import read_dtb
 
         return read_dtb(data, name)
-    from .dts import parse_dts
+    from .dts import parse_dts_owned
 
-    return parse_dts(data, name, cpp=cpp, include_dirs=include_dirs, symbols=symbols)
+    # hand the only reference over: a 20 MB source is not kept twice (bytes and text)
+    box = [data]
+    del data
+    return parse_dts_owned(box, name, cpp=cpp, include_dirs=include_dirs, symbols=symbols)

@@ -72,6 +72,8 @@ class _Ctx:
         self.single = True
         self.next_vline = text.count("\n") + 3
         self.seen_node_first = False
+        # short string values ("okay", compatibles) repeat across thousands of nodes
+        self.strings: dict[bytes, bytes] = {}
 
     # ---- positions ----
     def where(self, vline: int) -> tuple[str, int, str | None]:
@@ -446,6 +448,8 @@ def _statement(ctx: _Ctx, tok: Token) -> LProp:
         data = raw[1:-1].encode("latin-1") + b"\0"
     else:
         data = _unescape(raw, 1, len(raw) - 1, sp) + b"\0"
+    if len(data) <= 32:
+        data = ctx.strings.setdefault(data, data)
     return LProp(name, data, span, None,
                  pack_pieces([Piece(0, len(data), PieceKind.STRING, sp)]))
 
@@ -843,6 +847,20 @@ def parse_dts(
 
     Raises InputError (one line, with file:line:col) wherever dtc reports an error.
     """
+    return parse_dts_owned([data], name, cpp=cpp, include_dirs=include_dirs, symbols=symbols)
+
+
+def parse_dts_owned(
+    box: list[bytes],
+    name: str,
+    *,
+    cpp: bool = False,
+    include_dirs: Sequence[str | os.PathLike[str]] = (),
+    symbols: bool = False,
+) -> Tree:
+    """`parse_dts` on the one source in `box`, which it takes out: if the caller kept
+    no other reference, the bytes are freed as soon as they are decoded."""
+    data = box.pop()
     dirs = [os.fspath(d) for d in include_dirs]
     main_dir: str | None = os.path.dirname(name) or None
     if cpp:
@@ -850,6 +868,8 @@ def parse_dts(
 
         data = run_cpp(data, name, dirs)
     text = data.decode("latin-1")
+    size = len(data)
+    del data
     resolver = Resolver(name, symbols=symbols)
     global _CTX
     parser = _parser()
@@ -863,7 +883,7 @@ def parse_dts(
             if resolver.root is None:  # pragma: no cover - the grammar requires a root
                 raise InputError(Span(name, 1, 1), "no root node")
             tree = resolver.finish()
-            if len(data) > _FREEZE_BYTES:
+            if size > _FREEZE_BYTES:
                 # Millions of live objects: without this, every later full collection
                 # (and the one at exit) rescans them all, which costs more than the
                 # parse itself on 100k-channel trees. gc.unfreeze() undoes it.
