@@ -702,15 +702,46 @@ class _Builder(Transformer[Token, Any]):
     def nodedef(self, c: list[Any]) -> LNode:
         ctx = _ctx()
         node = LNode("", ctx.span(c[0], c[-1]))
-        seen_child = False
-        for it in (c[1] if len(c) == 4 else ()):
-            if type(it) is LProp:
-                if seen_child:
-                    raise InputError(it.span, "Properties must precede subnodes")
-                node.add_prop(it)
+        if len(c) == 4:
+            _fill(node, c[1])
+        return node
+
+    def subnode_open(self, c: list[Any]) -> LNode:
+        """A NODEOPEN token (`a: b: name {`), the body, and the closing tokens."""
+        ctx = _ctx()
+        tok: Token = c[0]
+        text = str(tok)
+        line: int = tok.line  # type: ignore[assignment]
+        col: int = tok.column  # type: ignore[assignment]
+        lc = text.rfind(":")
+        if lc < 0:
+            ns = 0
+            labels: list[str] = []
+        else:
+            ns = lc + 1
+            while text[ns] in _SPACE:
+                ns += 1
+            labels = text[:lc].split(":")
+            nl = text.count("\n", 0, ns)
+            if nl:
+                line += nl
+                col = ns - text.rfind("\n", 0, ns)
             else:
-                seen_child = True
-                node.add_child(it)
+                col += ns
+        name = text[ns : text.index("{", ns)].rstrip(_SPACE)
+        if name[0] == "\\":
+            name = name[1:]
+        eline, ecol = _end(ctx, c[-1])
+        if ctx.single:
+            fname = ctx.name
+        else:
+            fname, line, _ = ctx.where(line)
+        node = LNode(name, Span(fname, line, col, eline, ecol))
+        if len(c) == 4:
+            _fill(node, c[1])
+        # innermost label first, as `labelled` reduces
+        for lab in reversed(labels):
+            add_label(node, lab.strip(_SPACE))
         return node
 
     def subnode(self, c: list[Any]) -> LNode:
@@ -784,6 +815,32 @@ class _Builder(Transformer[Token, Any]):
 
     def start(self, c: list[Any]) -> None:
         return None
+
+
+def _fill(node: LNode, items: list[LNode | LProp]) -> None:
+    """A node body: properties, then subnodes (dtc's parser rejects the other order)."""
+    seen_child = False
+    for it in items:
+        if type(it) is LProp:
+            if seen_child:
+                raise InputError(it.span, "Properties must precede subnodes")
+            node.add_prop(it)
+        else:
+            seen_child = True
+            node.add_child(it)  # type: ignore[arg-type]
+
+
+def _end(ctx: _Ctx, b: Token) -> tuple[int, int]:
+    """Real line and column just past token b (whitespace after it excluded)."""
+    if b[-1] in _SPACE:
+        eline: int = b.line  # type: ignore[assignment]
+        ecol: int = b.column + len(b.rstrip(_SPACE))  # type: ignore[operator]
+    else:
+        eline = b.end_line  # type: ignore[assignment]
+        ecol = b.end_column  # type: ignore[assignment]
+    if not ctx.single:
+        _, eline, _ = ctx.where(eline)
+    return eline, ecol
 
 
 def _pname(tok: Token) -> str:
