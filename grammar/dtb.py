@@ -117,7 +117,7 @@ def write_dtb(tree: Tree) -> bytes:
             if pad:
                 out(b"\0" * pad)
         stack.append(None)
-        stack.extend(reversed(node.children.values()))
+        stack.extend(reversed(node.child_nodes()))
     out(b"\0\0\0\x09")
 
     off_strings = buf.tell()

@@ -34,7 +34,7 @@ def to_json(tree: Tree) -> dict[str, Any]:
         node, path = stack.pop()
         nodes[path] = {p.name: p.value.hex() for p in node.properties.values()}
         prefix = path if path == "/" else path + "/"
-        stack.extend((c, prefix + c.name) for c in reversed(node.children.values()))
+        stack.extend((c, prefix + c.name) for c in reversed(node.child_nodes()))
     return {"format": JSON_FORMAT, "nodes": nodes}
 
 
@@ -252,4 +252,4 @@ def _emit_nodes(root: Node, out: list[str]) -> None:
                 raise InputError(prop.span, "cannot write DTS: a property with an empty name")
             out.append(f"{ind}\t{_prop_line(prop)}")
         stack.append((node, depth, False))
-        stack.extend((c, depth + 1, True) for c in reversed(node.children.values()))
+        stack.extend((c, depth + 1, True) for c in reversed(node.child_nodes()))

@@ -19,14 +19,16 @@ from sys import intern
 
 from .errors import Diagnostic, InputError, Span
 from .tree import (
+    MARK_LABEL,
+    MARK_PATH,
+    MARK_PHANDLE,
     MemReserve,
     Node,
     Piece,
     PieceKind,
     Pieces,
     Property,
-    Ref,
-    RefKind,
+    RawRef,
     Tree,
     pack_pieces,
     unpack_pieces,
@@ -35,14 +37,21 @@ from .tree import (
 NODECHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789,._+-@")
 PROPCHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789,._+*#?-")
 
-# marker kinds inside a property value (dtc's REF_PHANDLE, REF_PATH, LABEL)
-MK_PHANDLE = 0
-MK_PATH = 1
-MK_LABEL = 2
+# marker kinds inside a property value (dtc's REF_PHANDLE, REF_PATH, LABEL); the
+# public Property takes phandle/path markers as they are (tree.RawRef)
+MK_PHANDLE = MARK_PHANDLE
+MK_PATH = MARK_PATH
+MK_LABEL = MARK_LABEL
 
-Marker = tuple[int, int, str, Span]  # (offset, kind, ref or label, span)
+Marker = RawRef  # (offset, kind, ref or label, span)
 _SHARE_MAX = 32  # values up to this size are shared between properties in the output
-_NO_LABELS: dict[str, bool] = {}  # shared by every unlabelled node/property: never written
+# Labels of a node or property: a tuple of names in order of addition, a deleted label
+# written with a NUL in front (a label name never holds one). dtc keeps a deleted label
+# in place and revives it there; a 1-tuple is a third of a one-entry dict, and a
+# 100k-channel tree has 200k labelled nodes.
+_DEAD = "\0"
+_NO_LABELS: tuple[str, ...] = ()
+_PBYNAME_MIN = 8  # nodes with more properties than this also index them by name
 # likewise shared while empty (a tree of 200k leaf nodes would otherwise hold a million
 # empty containers); every writer replaces them first
 _NO_MARKERS: list[Marker] = []
@@ -73,8 +82,7 @@ class LProp:
         # a list or the packed form (tree.pack_pieces); read it with unpack_pieces
         self.pieces: Pieces = pieces if pieces is not None else []
         self.deleted = deleted
-        # label -> deleted, in order of addition (shared empty dict until the first label)
-        self.labels: dict[str, bool] = _NO_LABELS
+        self.labels: tuple[str, ...] = _NO_LABELS  # see _DEAD
         self.err_span = err_span  # where dtc's parser would fail if this was misplaced
 
 
@@ -103,10 +111,12 @@ class LNode:
         self.span = span
         self.parent: LNode | None = None
         self.props: list[LProp] = []
-        self.pbyname: dict[str, LProp] = {}
+        # name -> first property of that name (deleted or not), only for big nodes:
+        # small ones are scanned (see first_prop)
+        self.pbyname: dict[str, LProp] | None = None
         self.children: list[LNode] = _NO_KIDS
         self.cbyname: dict[str, LNode] = _NO_KIDS_BY
-        self.labels: dict[str, bool] = _NO_LABELS
+        self.labels: tuple[str, ...] = _NO_LABELS  # see _DEAD
         self.deleted = False
         self.omit = False
         self.referenced = False
@@ -116,11 +126,35 @@ class LNode:
 
     # -- building (dtc's build_node / add_property / add_child) --
     def add_prop(self, p: LProp) -> None:
-        self.props.append(p)
-        if p.name in self.pbyname:
-            self.dup = True
-        else:
-            self.pbyname[p.name] = p
+        props = self.props
+        byname = self.pbyname
+        if byname is not None:
+            props.append(p)
+            if p.name in byname:
+                self.dup = True
+            else:
+                byname[p.name] = p
+            return
+        name = p.name
+        for q in props:
+            if q.name == name:
+                self.dup = True
+                break
+        props.append(p)
+        if len(props) > _PBYNAME_MIN:
+            byname = self.pbyname = {}
+            for q in props:
+                byname.setdefault(q.name, q)
+
+    def first_prop(self, name: str) -> LProp | None:
+        """The first property of that name in list order, deleted or not."""
+        byname = self.pbyname
+        if byname is not None:
+            return byname.get(name)
+        for p in self.props:
+            if p.name == name:
+                return p
+        return None
 
     def add_child(self, c: LNode) -> None:
         c.parent = self
@@ -135,7 +169,7 @@ class LNode:
 
     # -- accessors that skip deleted entries, like dtc's for_each_* --
     def get_prop(self, name: str) -> LProp | None:
-        p = self.pbyname.get(name)
+        p = self.first_prop(name)
         if p is None or not p.deleted:
             return p
         if self.dup:
@@ -170,14 +204,36 @@ class LNode:
 
     def dtc_labels(self) -> list[str]:
         """Live labels in dtc's list order (the most recently added first)."""
-        return [k for k, d in reversed(self.labels.items()) if not d]
+        return live_labels(self.labels)
+
+
+def live_labels(labels: tuple[str, ...]) -> list[str]:
+    """The live labels, the most recently added first (dtc's list order)."""
+    return [k for k in reversed(labels) if k[0] != _DEAD]
+
+
+def label_names(labels: tuple[str, ...]) -> list[str]:
+    """Every label name, deleted or not, in order of addition."""
+    return [k[1:] if k[0] == _DEAD else k for k in labels]
 
 
 def add_label(owner: LNode | LProp, label: str) -> None:
     """dtc's add_label: a known label is revived in place, a new one is added."""
-    if owner.labels is _NO_LABELS:
-        owner.labels = {}
-    owner.labels[label] = False
+    labels = owner.labels
+    if label in labels:
+        return
+    dead = _DEAD + label
+    if dead in labels:
+        i = labels.index(dead)
+        owner.labels = (*labels[:i], label, *labels[i + 1 :])
+    else:
+        owner.labels = (*labels, label)
+
+
+def _kill_labels(owner: LNode | LProp) -> None:
+    labels = owner.labels
+    if labels:
+        owner.labels = tuple(k if k[0] == _DEAD else _DEAD + k for k in labels)
 
 
 def delete_node(node: LNode, phandles: dict[int, LNode] | None = None) -> None:
@@ -194,10 +250,8 @@ def delete_node(node: LNode, phandles: dict[int, LNode] | None = None) -> None:
         for p in n.props:
             if not p.deleted:
                 p.deleted = True
-                for k in p.labels:
-                    p.labels[k] = True
-        for k in n.labels:
-            n.labels[k] = True
+                _kill_labels(p)
+        _kill_labels(n)
 
 
 def _preorder(root: LNode) -> Iterator[LNode]:
@@ -223,7 +277,8 @@ class Resolver:
     symbols: bool = False
     root: LNode | None = None
     memreserves: list[MemReserve] = field(default_factory=list)
-    label_owners: dict[str, list[LNode]] = field(default_factory=dict)
+    # label -> the node(s) that ever had it (a list only when there are several)
+    label_owners: dict[str, LNode | list[LNode]] = field(default_factory=dict)
     warnings: list[Diagnostic] = field(default_factory=list)
     next_fragment: int = 0
     boot_cpuid: int = 0
@@ -233,9 +288,12 @@ class Resolver:
     def note_label(self, node: LNode, label: str) -> None:
         owners = self.label_owners.get(label)
         if owners is None:
-            self.label_owners[label] = [node]
-        elif node not in owners:
-            owners.append(node)
+            self.label_owners[label] = node
+        elif type(owners) is list:
+            if node not in owners:
+                owners.append(node)
+        elif owners is not node:
+            self.label_owners[label] = [owners, node]
 
     def is_live(self, node: LNode) -> bool:
         n: LNode | None = node
@@ -250,9 +308,11 @@ class Resolver:
     def by_label(self, label: str) -> LNode | None:
         """dtc's get_node_by_label: the first live node in tree order with that label."""
         owners = self.label_owners.get(label)
-        if not owners:
+        if owners is None:
             return None
-        live = [o for o in owners if o.labels.get(label) is False and self.is_live(o)]
+        if type(owners) is not list:
+            owners = [owners]
+        live = [o for o in owners if label in o.labels and self.is_live(o)]
         if not live:
             return None
         if len(live) == 1:
@@ -296,7 +356,7 @@ class Resolver:
         stack = [node]
         while stack:
             n = stack.pop()
-            for lab in n.labels:
+            for lab in label_names(n.labels):
                 self.note_label(n, lab)
             stack.extend(n.children)
 
@@ -397,20 +457,19 @@ class Resolver:
             old.other_spans = []
         old.other_spans.append(new.span)
         old.deleted = False
-        for lab in reversed(list(new.labels)):
+        for lab in reversed(label_names(new.labels)):
             add_label(old, lab)
             self.note_label(old, lab)
         for np in new.props:
             if np.deleted:
-                op = old.pbyname.get(np.name)
+                op = old.first_prop(np.name)
                 if op is not None:
                     op.deleted = True
-                    for k in op.labels:
-                        op.labels[k] = True
+                    _kill_labels(op)
                 continue
-            op = old.pbyname.get(np.name)
+            op = old.first_prop(np.name)
             if op is not None:
-                for lab in reversed(list(np.labels)):
+                for lab in reversed(label_names(np.labels)):
                     add_label(op, lab)
                 op.data = np.data
                 op.markers = np.markers
@@ -487,7 +546,7 @@ class Resolver:
                 if not d or d[-1] != 0 or 0 in d[:-1]:
                     fails[5] = _Fail(namep.span, "property is not a string")
             # dtc looks at the first "name" in the list even when it is deleted
-            first = node.pbyname.get("name")
+            first = node.first_prop("name")
             if first is not None and fails[6] is None:
                 base = node.name.split("@", 1)[0].encode("latin-1")
                 if len(first.data) != len(base) + 1 or first.data[: len(base)] != base:
@@ -500,11 +559,12 @@ class Resolver:
                 else:
                     # correct, hence redundant: dtc drops it from the node
                     node.props.remove(first)
-                    if node.pbyname.get("name") is first:
-                        del node.pbyname["name"]
+                    byname = node.pbyname
+                    if byname is not None and byname.get("name") is first:
+                        del byname["name"]
                         other = next((p for p in node.props if p.name == "name"), None)
                         if other is not None:
-                            node.pbyname["name"] = other
+                            byname["name"] = other
         for f in fails:
             if f is not None:
                 raise InputError(f.span, f.message)
@@ -526,6 +586,8 @@ class Resolver:
 
     def _duplicate_labels(self, root: LNode) -> None:
         """dtc's duplicate_label check: one owner per label over nodes, props, values."""
+        if not self._any_duplicate_label(root):
+            return  # the common case, without the bookkeeping the message needs
         # occurrences in check order: (kind, node, prop, marker index, span)
         occ: dict[str, list[tuple[int, int, LNode, LProp | None, int]]] = {}
         order = 0
@@ -536,10 +598,9 @@ class Resolver:
             for p in node.props:
                 if p.deleted:
                     continue
-                for lab, dele in reversed(p.labels.items()):
-                    if not dele:
-                        occ.setdefault(lab, []).append((1, order, node, p, -1))
-                        order += 1
+                for lab in live_labels(p.labels):
+                    occ.setdefault(lab, []).append((1, order, node, p, -1))
+                    order += 1
                 for i, m in enumerate(p.markers):
                     if m[1] == MK_LABEL:
                         occ.setdefault(m[2], []).append((2, order, node, p, i))
@@ -568,6 +629,30 @@ class Resolver:
             span = bad[3].markers[bad[4]][3]
         raise InputError(span, f"Duplicate label '{lab}' on {desc(bad)} and {desc(canon)}")
 
+    @staticmethod
+    def _any_duplicate_label(root: LNode) -> bool:
+        seen: set[str] = set()
+        for node in _preorder(root):
+            for lab in node.labels:
+                if lab[0] != _DEAD:
+                    if lab in seen:
+                        return True
+                    seen.add(lab)
+            for p in node.props:
+                if p.deleted:
+                    continue
+                for lab in p.labels:
+                    if lab[0] != _DEAD:
+                        if lab in seen:
+                            return True
+                        seen.add(lab)
+                for m in p.markers:
+                    if m[1] == MK_LABEL:
+                        if m[2] in seen:
+                            return True
+                        seen.add(m[2])
+        return False
+
     def _phandle_prop(self, node: LNode, name: str) -> int:
         prop = node.get_prop(name)
         if prop is None:
@@ -586,7 +671,7 @@ class Resolver:
 
     def _explicit_phandles(self, root: LNode, phandles: dict[int, LNode]) -> None:
         for node in _preorder(root):
-            if "phandle" not in node.pbyname and "linux,phandle" not in node.pbyname:
+            if node.first_prop("phandle") is None and node.first_prop("linux,phandle") is None:
                 continue
             ph = self._phandle_prop(node, "phandle")
             lph = self._phandle_prop(node, "linux,phandle")
@@ -800,9 +885,10 @@ class Resolver:
         stack: list[tuple[LNode, Node]] = [(root, out_root)]
         while stack:
             ln, on = stack.pop()
-            on.labels = ln.dtc_labels()
-            for lab in on.labels:
-                labels.setdefault(lab, on)
+            if ln.labels:
+                on.labels = ln.dtc_labels()
+                for lab in on.labels:
+                    labels.setdefault(lab, on)
             if ln.other_spans:
                 on.other_spans = ln.other_spans
             if ln.phandle:
@@ -812,13 +898,10 @@ class Resolver:
             for p in ln.props:
                 if p.deleted:
                     continue
-                refs = [
-                    Ref(m[0], RefKind.PHANDLE if m[1] == MK_PHANDLE else RefKind.PATH,
-                        m[2], m[3], m[2].startswith("/"))
-                    for m in p.markers if m[1] != MK_LABEL
-                ] if p.markers else None
-                plabels = [k for k, d in reversed(p.labels.items()) if not d] \
-                    if p.labels else None
+                refs = p.markers or None  # handed over raw: Property.refs expands them
+                if refs is not None and any(m[1] == MK_LABEL for m in refs):
+                    refs = [m for m in refs if m[1] != MK_LABEL]
+                plabels = live_labels(p.labels) if p.labels else None
                 # names and short values repeat across thousands of nodes: share them
                 name = intern(p.name)
                 value = bytes(p.data)
@@ -828,20 +911,23 @@ class Resolver:
                     value = values.setdefault(value, value)
                 props[name] = Property(name, value, p.span, plabels or None, refs or None,
                                        p.pieces or None)
-            children = on.children
-            pending: list[tuple[LNode, Node]] = []
-            for c in ln.children:
-                if c.deleted:
-                    _release(c)
-                    continue
-                oc = Node(c.name, c.span, parent=on)
-                children[c.name] = oc
-                pending.append((c, oc))
-            stack.extend(reversed(pending))
+            if ln.children:
+                children: dict[str, Node] = {}
+                pending: list[tuple[LNode, Node]] = []
+                for c in ln.children:
+                    if c.deleted:
+                        _release(c)
+                        continue
+                    oc = Node(c.name, c.span, parent=on)
+                    children[c.name] = oc
+                    pending.append((c, oc))
+                if children:
+                    on.children = children
+                stack.extend(reversed(pending))
             # let reference counting free the working node now: keeps the peak down
             ln.parent = None
             ln.props = []
-            ln.pbyname = {}
+            ln.pbyname = None
             ln.children = _NO_KIDS
             ln.cbyname = _NO_KIDS_BY
             ln.labels = _NO_LABELS

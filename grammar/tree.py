@@ -10,7 +10,7 @@ point back at the user's source.
 from __future__ import annotations
 
 import struct
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from enum import Enum
 
@@ -110,6 +110,23 @@ def unpack_pieces(pieces: Pieces) -> list[Piece]:
     ]
 
 
+# Raw references: the DTS front end hands its markers over as they are, (offset, kind,
+# target, span) tuples with kind MARK_PHANDLE or MARK_PATH, and `Property.refs` turns
+# them into Ref objects on first access (a 100k-channel tree has 200k references that
+# `dump` never looks at).
+MARK_PHANDLE = 0
+MARK_PATH = 1
+MARK_LABEL = 2  # a label inside a value: never part of a Property's refs
+RawRef = tuple[int, int, str, Span]
+Refs = list[Ref] | list[RawRef]
+
+
+def _expand_refs(raw: list[RawRef]) -> list[Ref]:
+    return [Ref(off, RefKind.PHANDLE if kind == MARK_PHANDLE else RefKind.PATH, target, sp,
+                target.startswith("/"))
+            for off, kind, target, sp in raw]
+
+
 class Property:
     """One property of a resolved node.
 
@@ -126,14 +143,14 @@ class Property:
         value: bytes,
         span: Span,
         labels: list[str] | None = None,
-        refs: list[Ref] | None = None,
+        refs: Refs | None = None,
         pieces: Pieces | None = None,
     ) -> None:
         self.name = name
         self.value = value
         self.span = span  # the assignment that gave the final value
         self._labels = labels
-        self._refs = refs
+        self._refs: Refs | None = refs  # Ref objects, or raw tuples (see RawRef)
         self._pieces: Pieces | None = pieces
 
     @property
@@ -148,9 +165,12 @@ class Property:
 
     @property
     def refs(self) -> list[Ref]:
-        if self._refs is None:
-            self._refs = []
-        return self._refs
+        refs = self._refs
+        if refs is None:
+            refs = self._refs = []
+        elif refs and type(refs[0]) is tuple:
+            refs = self._refs = _expand_refs(refs)  # type: ignore[arg-type]
+        return refs  # type: ignore[return-value]
 
     @refs.setter
     def refs(self, value: list[Ref]) -> None:
@@ -200,16 +220,77 @@ class Property:
             return None
 
 
-@dataclass(slots=True, eq=False)
 class Node:
-    name: str  # full node name with unit address, "" for the root
-    span: Span  # first definition
-    parent: Node | None = None
-    properties: dict[str, Property] = field(default_factory=dict)
-    children: dict[str, Node] = field(default_factory=dict)
-    labels: list[str] = field(default_factory=list)
-    phandle: int | None = None  # final value of `phandle`/`linux,phandle`, if any
-    other_spans: list[Span] = field(default_factory=list)  # later re-definitions
+    """One node of a resolved tree.
+
+    Not a dataclass for memory's sake (a 100k-channel tree has 200k leaf nodes):
+    `children`, `labels` and `other_spans` are made on first use, so a leaf holds
+    no empty containers. Reading and assigning every attribute works as on a plain
+    object; the constructor takes the same arguments a dataclass would.
+    """
+
+    __slots__ = ("_children", "_labels", "_other_spans", "name", "parent", "phandle",
+                 "properties", "span")
+
+    def __init__(
+        self,
+        name: str,  # full node name with unit address, "" for the root
+        span: Span,  # first definition
+        parent: Node | None = None,
+        properties: dict[str, Property] | None = None,
+        children: dict[str, Node] | None = None,
+        labels: list[str] | None = None,
+        phandle: int | None = None,  # final value of `phandle`/`linux,phandle`, if any
+        other_spans: list[Span] | None = None,  # later re-definitions
+    ) -> None:
+        self.name = name
+        self.span = span
+        self.parent = parent
+        self.properties: dict[str, Property] = {} if properties is None else properties
+        self._children = children
+        self._labels = labels
+        self.phandle = phandle
+        self._other_spans = other_spans
+
+    @property
+    def children(self) -> dict[str, Node]:
+        if self._children is None:
+            self._children = {}
+        return self._children
+
+    @children.setter
+    def children(self, value: dict[str, Node]) -> None:
+        self._children = value
+
+    @property
+    def labels(self) -> list[str]:
+        if self._labels is None:
+            self._labels = []
+        return self._labels
+
+    @labels.setter
+    def labels(self, value: list[str]) -> None:
+        self._labels = value
+
+    @property
+    def other_spans(self) -> list[Span]:
+        if self._other_spans is None:
+            self._other_spans = []
+        return self._other_spans
+
+    @other_spans.setter
+    def other_spans(self, value: list[Span]) -> None:
+        self._other_spans = value
+
+    def __repr__(self) -> str:
+        return (f"Node(name={self.name!r}, span={self.span!r}, phandle={self.phandle!r}, "
+                f"labels={self.labels!r}, properties={list(self.properties)!r}, "
+                f"children={list(self.children)!r})")
+
+    def child_nodes(self) -> Sequence[Node]:
+        """The children in order, without making an empty dict for a leaf."""
+        kids = self._children
+        return list(kids.values()) if kids else ()
 
     @property
     def path(self) -> str:
@@ -244,7 +325,9 @@ class Node:
         while stack:
             node = stack.pop()
             yield node
-            stack.extend(reversed(node.children.values()))
+            kids = node._children
+            if kids:
+                stack.extend(reversed(kids.values()))
 
 
 @dataclass(frozen=True, slots=True)
