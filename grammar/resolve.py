@@ -289,7 +289,7 @@ class Resolver:
         owners = self.label_owners.get(label)
         if owners is None:
             self.label_owners[label] = node
-        elif type(owners) is list:
+        elif isinstance(owners, list):
             if node not in owners:
                 owners.append(node)
         elif owners is not node:
@@ -310,7 +310,7 @@ class Resolver:
         owners = self.label_owners.get(label)
         if owners is None:
             return None
-        if type(owners) is not list:
+        if not isinstance(owners, list):
             owners = [owners]
         live = [o for o in owners if label in o.labels and self.is_live(o)]
         if not live:

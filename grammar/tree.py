@@ -13,6 +13,7 @@ import struct
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from enum import Enum
+from typing import cast
 
 from .errors import Diagnostic, Span
 
@@ -169,8 +170,8 @@ class Property:
         if refs is None:
             refs = self._refs = []
         elif refs and type(refs[0]) is tuple:
-            refs = self._refs = _expand_refs(refs)  # type: ignore[arg-type]
-        return refs  # type: ignore[return-value]
+            refs = self._refs = _expand_refs(cast(list[RawRef], refs))
+        return cast(list[Ref], refs)
 
     @refs.setter
     def refs(self, value: list[Ref]) -> None:
