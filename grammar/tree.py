@@ -170,7 +170,7 @@ class Property:
         if refs is None:
             refs = self._refs = []
         elif refs and type(refs[0]) is tuple:
-            refs = self._refs = _expand_refs(cast(list[RawRef], refs))
+            refs = self._refs = _expand_refs(refs)
         return cast(list[Ref], refs)
 
     @refs.setter
