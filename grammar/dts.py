@@ -702,7 +702,7 @@ class _Builder(Transformer[Token, Any]):
     def nodedef(self, c: list[Any]) -> LNode:
         ctx = _ctx()
         node = LNode("", ctx.span(c[0], c[-1]))
-        if len(c) == 4:
+        if type(c[1]) is list:
             _fill(node, c[1])
         return node
 
@@ -737,7 +737,7 @@ class _Builder(Transformer[Token, Any]):
         else:
             fname, line, _ = ctx.where(line)
         node = LNode(name, Span(fname, line, col, eline, ecol))
-        if len(c) == 4:
+        if type(c[1]) is list:
             _fill(node, c[1])
         # innermost label first, as `labelled` reduces
         for lab in reversed(labels):
@@ -870,14 +870,21 @@ def _join(a: Span, b: Span) -> Span:
 
 
 _GRAMMAR = Path(__file__).with_name("dts.lark")
-_PARSER: Lark | None = None
+_PARSERS: dict[bool, Lark] = {}
 
 
-def _parser() -> Lark:
-    global _PARSER
-    if _PARSER is None:
-        _PARSER = Lark(
-            _GRAMMAR.read_text(),
+def _grammar(fast: bool) -> str:
+    """dts.lark with (fast) or without (base) the lines tagged `//@fast`."""
+    lines = _GRAMMAR.read_text().splitlines()
+    return "\n".join(ln for ln in lines if fast or not ln.rstrip().endswith("//@fast"))
+
+
+def _parser(fast: bool = True) -> Lark:
+    """The fast grammar parses; the base one only re-parses inputs the fast one rejects."""
+    p = _PARSERS.get(fast)
+    if p is None:
+        p = _PARSERS[fast] = Lark(
+            _grammar(fast),
             parser="lalr",
             lexer="contextual",
             transformer=_Builder(),
@@ -889,7 +896,7 @@ def _parser() -> Lark:
             # tree), keyed by the grammar text: about 60 ms less per process
             cache=True,
         )
-    return _PARSER
+    return p
 
 
 def parse_dts(
@@ -927,15 +934,17 @@ def parse_dts_owned(
     text = data.decode("latin-1")
     size = len(data)
     del data
-    resolver = Resolver(name, symbols=symbols)
-    global _CTX
-    parser = _parser()
     with _LOCK:
-        _CTX = _Ctx(name, text, dirs, main_dir, resolver)
         gc_was = gc.isenabled()
         gc.disable()
         try:
-            parser.parse(text)
+            try:
+                resolver = _parse(_parser(True), text, name, dirs, main_dir, symbols)
+            except InputError:
+                # The shortcut tokens move token boundaries, and with them which token
+                # (or character) a syntax error names. Errors are rare: the base grammar
+                # parses the input again and reports dtc's boundaries.
+                resolver = _parse(_parser(False), text, name, dirs, main_dir, symbols)
             del text  # 1 byte a character of input: not needed past the parse
             if resolver.root is None:  # pragma: no cover - the grammar requires a root
                 raise InputError(Span(name, 1, 1), "no root node")
@@ -946,18 +955,30 @@ def parse_dts_owned(
                 # parse itself on 100k-channel trees. gc.unfreeze() undoes it.
                 gc.freeze()
             return tree
-        except UnexpectedToken as e:
-            raise _token_error(e) from None
-        except UnexpectedInput as e:
-            f, line, _ = _CTX.where(getattr(e, "line", 1) or 1)
-            raise InputError(Span(f, line, getattr(e, "column", 1) or 1), "syntax error") \
-                from None
-        except RecursionError:  # pragma: no cover - nothing here recurses on input depth
-            raise InputError(Span(name, 1, 1), "input nested too deeply") from None
         finally:
-            _CTX = None
             if gc_was:
                 gc.enable()
+
+
+def _parse(parser: Lark, text: str, name: str, dirs: list[str], main_dir: str | None,
+           symbols: bool) -> Resolver:
+    """One parse of `text` into a fresh Resolver; every failure as an InputError."""
+    global _CTX
+    resolver = Resolver(name, symbols=symbols)
+    _CTX = _Ctx(name, text, dirs, main_dir, resolver)
+    try:
+        parser.parse(text)
+        return resolver
+    except UnexpectedToken as e:
+        raise _token_error(e) from None
+    except UnexpectedInput as e:
+        f, line, _ = _CTX.where(getattr(e, "line", 1) or 1)
+        raise InputError(Span(f, line, getattr(e, "column", 1) or 1), "syntax error") \
+            from None
+    except RecursionError:  # pragma: no cover - nothing here recurses on input depth
+        raise InputError(Span(name, 1, 1), "input nested too deeply") from None
+    finally:
+        _CTX = None
 
 
 def _token_error(e: UnexpectedToken) -> InputError:
