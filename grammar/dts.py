@@ -439,19 +439,39 @@ def _statement(ctx: _Ctx, tok: Token) -> LProp:
         c = _simple_cells(ctx, tok, pos, vstart)
         return LProp(name, c[1], span, c[2], c[3])
     vend = text.rindex('"', vstart, semi) + 1
-    if pos.multiline:
-        sp = pos.span(vstart, vend)
-    else:
-        sp = Span(pos.fname, pos.line0, c0 + vstart, pos.line0, c0 + vend)
-    raw = text[vstart:vend]
-    if "\\" not in raw:
-        data = raw[1:-1].encode("latin-1") + b"\0"
-    else:
-        data = _unescape(raw, 1, len(raw) - 1, sp) + b"\0"
-    if len(data) <= 32:
-        data = ctx.strings.setdefault(data, data)
-    return LProp(name, data, span, None,
-                 pack_pieces([Piece(0, len(data), PieceKind.STRING, sp)]))
+    if text.find('"', vstart + 1) + 1 == vend:  # one string
+        if pos.multiline:
+            sp = pos.span(vstart, vend)
+        else:
+            sp = Span(pos.fname, pos.line0, c0 + vstart, pos.line0, c0 + vend)
+        data = _strdata(text, vstart, vend, sp)
+        if len(data) <= 32:
+            data = ctx.strings.setdefault(data, data)
+        return LProp(name, data, span, None,
+                     pack_pieces([Piece(0, len(data), PieceKind.STRING, sp)]))
+    # a string list `"a", "b"`: one piece per string, as the long way makes them
+    out = b""
+    pieces: list[Piece] = []
+    for m in _STRING.finditer(text, vstart, vend):
+        a, b = m.span()
+        sp = pos.span(a, b) if pos.multiline else Span(pos.fname, pos.line0, c0 + a,
+                                                       pos.line0, c0 + b)
+        data = _strdata(text, a, b, sp)
+        pieces.append(Piece(len(out), len(data), PieceKind.STRING, sp))
+        out += data
+    if len(out) <= 32:
+        out = ctx.strings.setdefault(out, out)
+    return LProp(name, out, span, None, pack_pieces(pieces))
+
+
+_STRING = re.compile(r'"[^"\\]*+(?:\\.[^"\\]*+)*+"')
+
+
+def _strdata(text: str, a: int, b: int, sp: Span) -> bytes:
+    """The value of the string literal text[a:b] (quotes included), with its NUL."""
+    if "\\" not in text[a:b]:
+        return text[a + 1 : b - 1].encode("latin-1") + b"\0"
+    return _unescape(text[a:b], 1, b - a - 1, sp) + b"\0"
 
 
 _REF_KIND = PieceKind.REF
@@ -874,9 +894,11 @@ _PARSERS: dict[bool, Lark] = {}
 
 
 def _grammar(fast: bool) -> str:
-    """dts.lark with (fast) or without (base) the lines tagged `//@fast`."""
+    """dts.lark for the fast parser (lines tagged `//@base` dropped) or the base one
+    (lines tagged `//@fast` dropped)."""
     lines = _GRAMMAR.read_text().splitlines()
-    return "\n".join(ln for ln in lines if fast or not ln.rstrip().endswith("//@fast"))
+    drop = "//@base" if fast else "//@fast"
+    return "\n".join(ln for ln in lines if not ln.rstrip().endswith(drop))
 
 
 def _parser(fast: bool = True) -> Lark:
