@@ -24,6 +24,7 @@ import struct
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from typing import BinaryIO
 
 from .errors import Diagnostic, InputError, Span
 from .tree import MemReserve, Node, Property, Tree
@@ -85,6 +86,15 @@ def write_dtb(tree: Tree) -> bytes:
     Written into one BytesIO, whose final `getvalue()` hands over its buffer without
     copying: a 100k-channel blob (18 MB) then exists once, not twice.
     """
+    buf = io.BytesIO()
+    write_dtb_to(tree, buf)
+    return buf.getvalue()
+
+
+def write_dtb_to(tree: Tree, buf: BinaryIO) -> None:
+    """`write_dtb` into a seekable binary stream, from its current position on: to a
+    file, the blob is never held in memory whole (18 MB at 100k channels)."""
+    start = buf.tell()
     rsv = bytearray()
     for mr in tree.memreserves:
         rsv += struct.pack(">QQ", mr.address & (2**64 - 1), mr.size & (2**64 - 1))
@@ -92,7 +102,6 @@ def write_dtb(tree: Tree) -> bytes:
     off_rsv = HEADER_SIZE_V17
     off_struct = off_rsv + len(rsv)
 
-    buf = io.BytesIO()
     out = buf.write
     out(bytes(HEADER_SIZE_V17))  # the header is filled in last
     out(rsv)
@@ -109,7 +118,7 @@ def write_dtb(tree: Tree) -> bytes:
         out(b"\0\0\0\x01")
         out(name)
         out(b"\0" * (_pad4(len(name) + 1) - len(name)))
-        for prop in node.properties.values():
+        for prop in node.prop_list():
             value = prop.value
             out(pack_into(">III", FDT_PROP, len(value), strings.insert(_enc(prop.name))))
             out(value)
@@ -120,9 +129,9 @@ def write_dtb(tree: Tree) -> bytes:
         stack.extend(reversed(node.child_nodes()))
     out(b"\0\0\0\x09")
 
-    off_strings = buf.tell()
+    off_strings = buf.tell() - start
     out(strings.data)
-    total = buf.tell()
+    total = buf.tell() - start
     header = struct.pack(
         ">10I",
         FDT_MAGIC,
@@ -136,9 +145,9 @@ def write_dtb(tree: Tree) -> bytes:
         len(strings.data),
         off_strings - off_struct,
     )
-    buf.seek(0)
+    buf.seek(start)
     out(header)
-    return buf.getvalue()
+    buf.seek(start + total)
 
 
 # --------------------------------------------------------------------------- reader

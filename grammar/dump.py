@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Sequence
 from typing import Any
 
 from .dtb import paused_gc
@@ -32,7 +33,7 @@ def to_json(tree: Tree) -> dict[str, Any]:
     stack: list[tuple[Node, str]] = [(tree.root, "/")]
     while stack:
         node, path = stack.pop()
-        nodes[path] = {p.name: p.value.hex() for p in node.properties.values()}
+        nodes[path] = {p.name: p.value.hex() for p in node.prop_list()}
         prefix = path if path == "/" else path + "/"
         stack.extend((c, prefix + c.name) for c in reversed(node.child_nodes()))
     return {"format": JSON_FORMAT, "nodes": nodes}
@@ -174,7 +175,7 @@ def _from_pieces(prop: Property) -> str | None:
     return ", ".join(parts)
 
 
-def _labels(labels: list[str] | tuple[str, ...]) -> str:
+def _labels(labels: Sequence[str]) -> str:
     return "".join(f"{lab}: " for lab in labels)
 
 
@@ -193,7 +194,7 @@ def dtc_guessed_boot_cpuid(tree: Tree) -> int:
     if cpus is None or not cpus.children:
         return 0
     first = next(iter(cpus.children.values()))
-    reg = first.properties.get("reg")
+    reg = first.get("reg")
     if reg is None or len(reg.value) != 4:
         return 0
     return int.from_bytes(reg.value, "big")
@@ -245,9 +246,9 @@ def _emit_nodes(root: Node, out: list[str]) -> None:
             raise InputError(node.span, "cannot write DTS: a node with an empty name")
         else:
             name = node.name
-        lab = _labels(node.labels) if node.parent is not None else ""
+        lab = _labels(node.label_names()) if node.parent is not None else ""
         out.append(f"{ind}{lab}{name} {{")
-        for prop in node.properties.values():
+        for prop in node.prop_list():
             if not prop.name:
                 raise InputError(prop.span, "cannot write DTS: a property with an empty name")
             out.append(f"{ind}\t{_prop_line(prop)}")

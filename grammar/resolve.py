@@ -16,12 +16,14 @@ from __future__ import annotations
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from sys import intern
+from typing import cast
 
 from .errors import Diagnostic, InputError, Span
 from .tree import (
     MARK_LABEL,
     MARK_PATH,
     MARK_PHANDLE,
+    WHOLE_CELL,
     MemReserve,
     Node,
     Piece,
@@ -30,8 +32,6 @@ from .tree import (
     Property,
     RawRef,
     Tree,
-    pack_pieces,
-    unpack_pieces,
 )
 
 NODECHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789,._+-@")
@@ -56,14 +56,20 @@ _PBYNAME_MIN = 8  # nodes with more properties than this also index them by name
 # empty containers); every writer replaces them first
 _NO_MARKERS: list[Marker] = []
 _NO_KIDS: list[LNode] = []
+_NO_PROPS: list[LProp] = []
 _NO_KIDS_BY: dict[str, LNode] = {}
 _NO_SPANS: list[Span] = []
 
 
-class LProp:
-    """A property as dtc's `struct property` (with the deleted flag)."""
+class LProp(Property):
+    """A property as dtc's `struct property` (with the deleted flag).
 
-    __slots__ = ("data", "deleted", "err_span", "labels", "markers", "name", "pieces", "span")
+    It is also the public `Property` it becomes: `_to_tree` fills in the public fields
+    in place instead of copying (a 100k-channel tree has 600k properties). The value is
+    `value`, the pieces (list or packed) are `_pieces`, the labels are `labs` (see _DEAD).
+    """
+
+    __slots__ = ("deleted", "err_span", "labs", "markers")
 
     def __init__(
         self,
@@ -75,14 +81,10 @@ class LProp:
         deleted: bool = False,
         err_span: Span | None = None,
     ) -> None:
-        self.name = name
-        self.data = data
-        self.span = span
+        super().__init__(name, data, span, pieces=pieces)
         self.markers: list[Marker] = markers if markers else _NO_MARKERS
-        # a list or the packed form (tree.pack_pieces); read it with unpack_pieces
-        self.pieces: Pieces = pieces if pieces is not None else []
         self.deleted = deleted
-        self.labels: tuple[str, ...] = _NO_LABELS  # see _DEAD
+        self.labs: tuple[str, ...] = _NO_LABELS  # see _DEAD
         self.err_span = err_span  # where dtc's parser would fail if this was misplaced
 
 
@@ -94,7 +96,7 @@ class LNode:
         "children",
         "deleted",
         "dup",
-        "labels",
+        "labs",
         "name",
         "omit",
         "other_spans",
@@ -116,7 +118,7 @@ class LNode:
         self.pbyname: dict[str, LProp] | None = None
         self.children: list[LNode] = _NO_KIDS
         self.cbyname: dict[str, LNode] = _NO_KIDS_BY
-        self.labels: tuple[str, ...] = _NO_LABELS  # see _DEAD
+        self.labs: tuple[str, ...] = _NO_LABELS  # see _DEAD
         self.deleted = False
         self.omit = False
         self.referenced = False
@@ -204,7 +206,7 @@ class LNode:
 
     def dtc_labels(self) -> list[str]:
         """Live labels in dtc's list order (the most recently added first)."""
-        return live_labels(self.labels)
+        return live_labels(self.labs)
 
 
 def live_labels(labels: tuple[str, ...]) -> list[str]:
@@ -219,21 +221,21 @@ def label_names(labels: tuple[str, ...]) -> list[str]:
 
 def add_label(owner: LNode | LProp, label: str) -> None:
     """dtc's add_label: a known label is revived in place, a new one is added."""
-    labels = owner.labels
+    labels = owner.labs
     if label in labels:
         return
     dead = _DEAD + label
     if dead in labels:
         i = labels.index(dead)
-        owner.labels = (*labels[:i], label, *labels[i + 1 :])
+        owner.labs = (*labels[:i], label, *labels[i + 1 :])
     else:
-        owner.labels = (*labels, label)
+        owner.labs = (*labels, label)
 
 
 def _kill_labels(owner: LNode | LProp) -> None:
-    labels = owner.labels
+    labels = owner.labs
     if labels:
-        owner.labels = tuple(k if k[0] == _DEAD else _DEAD + k for k in labels)
+        owner.labs = tuple(k if k[0] == _DEAD else _DEAD + k for k in labels)
 
 
 def delete_node(node: LNode, phandles: dict[int, LNode] | None = None) -> None:
@@ -312,7 +314,7 @@ class Resolver:
             return None
         if not isinstance(owners, list):
             owners = [owners]
-        live = [o for o in owners if label in o.labels and self.is_live(o)]
+        live = [o for o in owners if label in o.labs and self.is_live(o)]
         if not live:
             return None
         if len(live) == 1:
@@ -356,7 +358,7 @@ class Resolver:
         stack = [node]
         while stack:
             n = stack.pop()
-            for lab in label_names(n.labels):
+            for lab in label_names(n.labs):
                 self.note_label(n, lab)
             stack.extend(n.children)
 
@@ -457,7 +459,7 @@ class Resolver:
             old.other_spans = []
         old.other_spans.append(new.span)
         old.deleted = False
-        for lab in reversed(label_names(new.labels)):
+        for lab in reversed(label_names(new.labs)):
             add_label(old, lab)
             self.note_label(old, lab)
         for np in new.props:
@@ -469,11 +471,11 @@ class Resolver:
                 continue
             op = old.first_prop(np.name)
             if op is not None:
-                for lab in reversed(label_names(np.labels)):
+                for lab in reversed(label_names(np.labs)):
                     add_label(op, lab)
-                op.data = np.data
+                op.value = np.value
                 op.markers = np.markers
-                op.pieces = np.pieces
+                op._pieces = np._pieces
                 op.deleted = False
                 op.span = np.span
             else:
@@ -502,9 +504,9 @@ class Resolver:
         if cpus is None or not cpus.children:
             return 0
         reg = cpus.children[0].get_prop("reg")
-        if reg is None or len(reg.data) != 4:
+        if reg is None or len(reg.value) != 4:
             return 0
-        return int.from_bytes(reg.data, "big")
+        return int.from_bytes(reg.value, "big")
 
     def _structural_checks(self, root: LNode) -> None:
         """duplicate names, name characters, `name` properties (all ERROR in dtc)."""
@@ -542,15 +544,15 @@ class Resolver:
                         break
             namep = node.get_prop("name")
             if namep is not None and fails[5] is None:
-                d = namep.data
+                d = namep.value
                 if not d or d[-1] != 0 or 0 in d[:-1]:
                     fails[5] = _Fail(namep.span, "property is not a string")
             # dtc looks at the first "name" in the list even when it is deleted
             first = node.first_prop("name")
             if first is not None and fails[6] is None:
                 base = node.name.split("@", 1)[0].encode("latin-1")
-                if len(first.data) != len(base) + 1 or first.data[: len(base)] != base:
-                    shown = (first.data.split(b"\0", 1)[0].decode("latin-1") if first.data
+                if len(first.value) != len(base) + 1 or first.value[: len(base)] != base:
+                    shown = (first.value.split(b"\0", 1)[0].decode("latin-1") if first.value
                              else "(null)")
                     fails[6] = _Fail(
                         node.span,
@@ -598,7 +600,7 @@ class Resolver:
             for p in node.props:
                 if p.deleted:
                     continue
-                for lab in live_labels(p.labels):
+                for lab in live_labels(p.labs):
                     occ.setdefault(lab, []).append((1, order, node, p, -1))
                     order += 1
                 for i, m in enumerate(p.markers):
@@ -633,7 +635,7 @@ class Resolver:
     def _any_duplicate_label(root: LNode) -> bool:
         seen: set[str] = set()
         for node in _preorder(root):
-            for lab in node.labels:
+            for lab in node.labs:
                 if lab[0] != _DEAD:
                     if lab in seen:
                         return True
@@ -641,7 +643,7 @@ class Resolver:
             for p in node.props:
                 if p.deleted:
                     continue
-                for lab in p.labels:
+                for lab in p.labs:
                     if lab[0] != _DEAD:
                         if lab in seen:
                             return True
@@ -657,14 +659,14 @@ class Resolver:
         prop = node.get_prop(name)
         if prop is None:
             return 0
-        if len(prop.data) != 4:
-            raise InputError(prop.span, f"bad length ({len(prop.data)}) {name} property")
+        if len(prop.value) != 4:
+            raise InputError(prop.span, f"bad length ({len(prop.value)}) {name} property")
         for m in prop.markers:
             if m[1] == MK_PHANDLE:
                 if self.by_ref(m[2]) is not node:
                     raise InputError(prop.span, f"{name} is a reference to another node")
                 return 0
-        ph = int.from_bytes(prop.data, "big")
+        ph = int.from_bytes(prop.value, "big")
         if ph in (0, 0xFFFFFFFF):
             raise InputError(prop.span, f"bad value (0x{ph:x}) in {name} property")
         return ph
@@ -701,8 +703,7 @@ class Resolver:
         phandles[ph] = node
         if node.get_prop("phandle") is None:
             data = ph.to_bytes(4, "big")
-            node.add_prop(LProp("phandle", data, node.span,
-                                pieces=pack_pieces([Piece(0, 4, PieceKind.CELL, node.span)])))
+            node.add_prop(LProp("phandle", data, node.span, pieces=WHOLE_CELL))
         return ph
 
     def _references(self, root: LNode, phandles: dict[int, LNode]) -> None:
@@ -727,13 +728,13 @@ class Resolver:
                             continue
                         ph = self._node_phandle(target, phandles, counter)
                         if data is None:
-                            data = bytearray(p.data)
+                            data = bytearray(p.value)
                         data[m[0] : m[0] + 4] = ph.to_bytes(4, "big")
                         target.referenced = True
                     elif kind == MK_PATH:
                         has_path = True
                 if data is not None:
-                    p.data = bytes(data)
+                    p.value = bytes(data)
                 if has_path:
                     fail = self._insert_paths(p)
                     if fail is not None and path_fail is None:
@@ -746,9 +747,9 @@ class Resolver:
     def _insert_paths(self, p: LProp) -> _Fail | None:
         """dtc's data_insert_at_marker for every REF_PATH marker, shifting what follows."""
         fail: _Fail | None = None
-        data = bytearray(p.data)
+        data = bytearray(p.value)
         markers = list(p.markers)
-        pieces = unpack_pieces(p.pieces)
+        pieces = list(p.pieces)
         for i in range(len(markers)):
             off, kind, ref, span = markers[i]
             if kind != MK_PATH:
@@ -773,9 +774,9 @@ class Resolver:
                         q = pieces[k]
                         pieces[k] = Piece(q.offset + n, q.size, q.kind, q.span)
                     break
-        p.data = bytes(data)
+        p.value = bytes(data)
         p.markers = markers
-        p.pieces = pieces
+        p._pieces = pieces
         return fail
 
     def _omit_unused(self, root: LNode, phandles: dict[int, LNode]) -> None:
@@ -784,7 +785,7 @@ class Resolver:
             n = stack.pop()
             if n.deleted:
                 continue
-            if n.omit and not n.referenced and not (self.symbols and n.labels):
+            if n.omit and not n.referenced and not (self.symbols and n.labs):
                 delete_node(n, phandles)
                 continue
             stack.extend(reversed([c for c in n.children if not c.deleted]))
@@ -798,11 +799,11 @@ class Resolver:
 
     def _symbols(self, root: LNode, phandles: dict[int, LNode]) -> None:
         """dtc -@: /__symbols__ with one path per label; every labelled node gets a phandle."""
-        if not any(n.labels for n in _preorder(root)):
+        if not any(n.labs for n in _preorder(root)):
             return
         an = self._root_child(root, "__symbols__")
         for node in _preorder(root):
-            if not node.labels:
+            if not node.labs:
                 continue
             for lab in node.dtc_labels():
                 if an.get_prop(lab) is not None:
@@ -860,8 +861,8 @@ class Resolver:
         if p is None:
             node.add_prop(LProp(name, data, span, pieces=[Piece(0, len(data), kind, span)]))
         else:
-            p.pieces = [*unpack_pieces(p.pieces), Piece(len(p.data), len(data), kind, span)]
-            p.data = p.data + data
+            p._pieces = [*p.pieces, Piece(len(p.value), len(data), kind, span)]
+            p.value = p.value + data
 
     def _to_tree(self, root: LNode, phandles: dict[int, LNode]) -> Tree:
         out_root = Node("", root.span)
@@ -885,32 +886,44 @@ class Resolver:
         stack: list[tuple[LNode, Node]] = [(root, out_root)]
         while stack:
             ln, on = stack.pop()
-            if ln.labels:
-                on.labels = ln.dtc_labels()
-                for lab in on.labels:
+            labs = ln.labs
+            if labs:
+                if len(labs) != 1 or labs[0][0] == _DEAD:
+                    labs = tuple(ln.dtc_labels())  # else the one live label, as it is
+                for lab in labs:
                     labels.setdefault(lab, on)
             if ln.other_spans:
                 on.other_spans = ln.other_spans
             if ln.phandle:
                 on.phandle = ln.phandle
                 tphandles[ln.phandle] = on
-            props = on.properties
-            for p in ln.props:
-                if p.deleted:
-                    continue
-                refs = p.markers or None  # handed over raw: Property.refs expands them
-                if refs is not None and any(m[1] == MK_LABEL for m in refs):
-                    refs = [m for m in refs if m[1] != MK_LABEL]
-                plabels = live_labels(p.labels) if p.labels else None
+            plist = ln.props
+            if any(p.deleted for p in plist):
+                plist = [p for p in plist if not p.deleted]
+            for p in plist:
+                # the working property becomes the public one: fill in its public fields
+                markers = p.markers
+                if markers:
+                    if any(m[1] == MK_LABEL for m in markers):
+                        markers = [m for m in markers if m[1] != MK_LABEL]
+                    p._refs = markers or None  # raw: Property.refs expands them on access
+                    p.markers = _NO_MARKERS
+                if p.labs:
+                    p._labels = live_labels(p.labs) or None
+                    p.labs = _NO_LABELS
+                if not p._pieces:
+                    p._pieces = None
+                p.err_span = None
                 # names and short values repeat across thousands of nodes: share them
-                name = intern(p.name)
-                value = bytes(p.data)
+                p.name = intern(p.name)
+                value = bytes(p.value)
                 if len(value) <= _SHARE_MAX and value[-1:] == b"\0":
                     # strings repeat ("okay", compatibles); cells rarely do, and caching
                     # every phandle would cost more than it saves
                     value = values.setdefault(value, value)
-                props[name] = Property(name, value, p.span, plabels or None, refs or None,
-                                       p.pieces or None)
+                p.value = value
+            # the list itself is handed over (the Node makes its dict when asked)
+            on.adopt(cast(list[Property], plist), labs)
             if ln.children:
                 children: dict[str, Node] = {}
                 pending: list[tuple[LNode, Node]] = []
@@ -926,11 +939,11 @@ class Resolver:
                 stack.extend(reversed(pending))
             # let reference counting free the working node now: keeps the peak down
             ln.parent = None
-            ln.props = []
+            ln.props = _NO_PROPS
             ln.pbyname = None
             ln.children = _NO_KIDS
             ln.cbyname = _NO_KIDS_BY
-            ln.labels = _NO_LABELS
+            ln.labs = _NO_LABELS
             ln.other_spans = _NO_SPANS
         return tree
 

@@ -97,6 +97,13 @@ def pack_pieces(pieces: list[Piece]) -> Pieces:
     return struct.pack(f"={len(flat) + 1}i", idx, *flat)
 
 
+# The pieces of a value that is one cell written at its property's own span: the
+# `phandle` dtc adds to each referenced node (200k of them at 100k channels) keeps this
+# instead of a packed piece of its own; `Property.pieces` expands it. unpack_pieces
+# refuses it (it needs the property).
+WHOLE_CELL: bytes = b"\x00"
+
+
 def unpack_pieces(pieces: Pieces) -> list[Piece]:
     """Piece objects for either form (a fresh list each time)."""
     if not isinstance(pieces, bytes):
@@ -184,6 +191,8 @@ class Property:
         pcs = self._pieces
         if pcs is None:
             pcs = self._pieces = []
+        elif pcs is WHOLE_CELL:
+            pcs = self._pieces = [Piece(0, len(self.value), PieceKind.CELL, self.span)]
         elif isinstance(pcs, bytes):
             pcs = self._pieces = unpack_pieces(pcs)
         return pcs
@@ -204,7 +213,9 @@ class Property:
     def piece_at(self, offset: int) -> Piece | None:
         """The literal element that wrote the byte at `offset`, if the source had one."""
         pcs = self._pieces
-        for p in (unpack_pieces(pcs) if isinstance(pcs, bytes) else pcs or ()):
+        if isinstance(pcs, bytes):
+            pcs = self.pieces if pcs is WHOLE_CELL else unpack_pieces(pcs)
+        for p in pcs or ():
             if p.offset <= offset < p.offset + p.size:
                 return p
         return None
@@ -226,12 +237,15 @@ class Node:
 
     Not a dataclass for memory's sake (a 100k-channel tree has 200k leaf nodes):
     `children`, `labels` and `other_spans` are made on first use, so a leaf holds
-    no empty containers. Reading and assigning every attribute works as on a plain
-    object; the constructor takes the same arguments a dataclass would.
+    no empty containers, and the DTS front end hands over the properties as a list
+    (`adopt`) that becomes the `properties` dict only when that is asked for; `get`,
+    `prop_list` and `child_nodes` read either form without making anything. Reading
+    and assigning every attribute works as on a plain object; the constructor takes
+    the same arguments a dataclass would.
     """
 
-    __slots__ = ("_children", "_labels", "_other_spans", "name", "parent", "phandle",
-                 "properties", "span")
+    __slots__ = ("_children", "_labels", "_other_spans", "_prop_list", "_properties", "name",
+                 "parent", "phandle", "span")
 
     def __init__(
         self,
@@ -247,11 +261,55 @@ class Node:
         self.name = name
         self.span = span
         self.parent = parent
-        self.properties: dict[str, Property] = {} if properties is None else properties
+        self._properties = properties
+        self._prop_list: list[Property] | None = None
         self._children = children
-        self._labels = labels
+        self._labels: list[str] | tuple[str, ...] | None = labels
         self.phandle = phandle
         self._other_spans = other_spans
+
+    @property
+    def properties(self) -> dict[str, Property]:
+        props = self._properties
+        if props is None:
+            plist = self._prop_list
+            props = self._properties = {p.name: p for p in plist} if plist else {}
+            self._prop_list = None
+        return props
+
+    @properties.setter
+    def properties(self, value: dict[str, Property]) -> None:
+        self._properties = value
+        self._prop_list = None
+
+    def adopt(self, props: list[Property], labels: tuple[str, ...] = ()) -> None:
+        """Take `props` (names unique, in order) as this node's properties, and
+        `labels` as its labels (made a list only when `labels` is read)."""
+        self._properties = None
+        self._prop_list = props
+        if labels:
+            self._labels = labels
+
+    def prop_list(self) -> Sequence[Property]:
+        """The properties in order, without making the dict."""
+        props = self._properties
+        if props is not None:
+            return list(props.values())
+        return self._prop_list or ()
+
+    def get(self, name: str) -> Property | None:
+        props = self._properties
+        if props is not None:
+            return props.get(name)
+        plist = self._prop_list
+        if plist is None:
+            return None
+        if len(plist) > 8:
+            return self.properties.get(name)
+        for p in plist:
+            if p.name == name:
+                return p
+        return None
 
     @property
     def children(self) -> dict[str, Node]:
@@ -265,13 +323,19 @@ class Node:
 
     @property
     def labels(self) -> list[str]:
-        if self._labels is None:
-            self._labels = []
-        return self._labels
+        labels = self._labels
+        if type(labels) is not list:
+            # none yet, or the front end's tuple (a third of a list's memory)
+            labels = self._labels = list(labels or ())
+        return labels
 
     @labels.setter
     def labels(self, value: list[str]) -> None:
         self._labels = value
+
+    def label_names(self) -> Sequence[str]:
+        """The labels, without making a list."""
+        return self._labels or ()
 
     @property
     def other_spans(self) -> list[Span]:
@@ -285,8 +349,9 @@ class Node:
 
     def __repr__(self) -> str:
         return (f"Node(name={self.name!r}, span={self.span!r}, phandle={self.phandle!r}, "
-                f"labels={self.labels!r}, properties={list(self.properties)!r}, "
-                f"children={list(self.children)!r})")
+                f"labels={list(self.label_names())!r}, "
+                f"properties={[p.name for p in self.prop_list()]!r}, "
+                f"children={[c.name for c in self.child_nodes()]!r})")
 
     def child_nodes(self) -> Sequence[Node]:
         """The children in order, without making an empty dict for a leaf."""
@@ -311,11 +376,8 @@ class Node:
     def unit_address(self) -> str | None:
         return self.name.split("@", 1)[1] if "@" in self.name else None
 
-    def get(self, name: str) -> Property | None:
-        return self.properties.get(name)
-
     def compatible(self) -> list[str]:
-        prop = self.properties.get("compatible")
+        prop = self.get("compatible")
         if prop is None:
             return []
         return prop.strings() or []

@@ -8,11 +8,12 @@ Bad input is reported as one line `file:line:col: message`, never a traceback.
 from __future__ import annotations
 
 import argparse
+import io
 import os
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, BinaryIO
 
 from .grammar import load
 from .grammar.errors import InputError
@@ -61,6 +62,25 @@ def write_output(out: str | None, data: bytes | str) -> None:
     tmp.replace(out)
 
 
+def write_output_stream(out: str | None, write: Callable[[BinaryIO], None]) -> None:
+    """`write_output` for a writer that streams (and seeks) into a binary file: a big
+    output is never held in memory whole (stdout, which cannot seek, gets a buffer)."""
+    if out is None or out == "-":
+        buf = io.BytesIO()
+        write(buf)
+        sys.stdout.buffer.write(buf.getbuffer())
+        sys.stdout.flush()
+        return
+    tmp = Path(out + ".tmp")
+    try:
+        with open(tmp, "wb") as fh:
+            write(fh)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    tmp.replace(out)
+
+
 def _guard_output(args: argparse.Namespace) -> None:
     out = getattr(args, "output", None)
     if out and out != "-" and os.path.exists(out) and os.path.samefile(out, args.file):
@@ -75,9 +95,9 @@ def cmd_dump(args: argparse.Namespace) -> int:
     for w in tree.warnings:
         print(w, file=sys.stderr)
     if args.format == "dtb":
-        from .grammar.dtb import write_dtb
+        from .grammar.dtb import write_dtb_to
 
-        write_output(args.output, write_dtb(tree))
+        write_output_stream(args.output, lambda fh: write_dtb_to(tree, fh))
     elif args.format == "dts":
         write_output(args.output, dump.to_dts(tree))
     else:
