@@ -350,7 +350,7 @@ _CELL_KIND = PieceKind.CELL
 _SIMPLE_ELEM = re.compile(r"([0-9][0-9a-fA-FxX]*)(?:ULL|UL|LL|U|L)?|&\{(/[^}]*)\}|&(\w+)")
 
 
-_STMT = re.compile(r"(\\?[^\s=]+)\s*=\s*([<\"])")
+_STMT = re.compile(r"(\\?[^\s=]+)\s*=\s*([<\"[])")
 
 
 class _Pos:
@@ -385,15 +385,20 @@ class _Pos:
         return Span(a.file, a.line, a.column, b.line, b.end_column)
 
 
-def _simple_cells(ctx: _Ctx, tok: Token, pos: _Pos | None = None, base: int = 0
-                  ) -> tuple[str, bytes, list[Marker], Pieces, Token, Token]:
-    """A plain `< >` list: 32-bit numbers and references, positions computed here."""
-    if pos is None:
-        pos = _Pos(ctx, tok)
-    text = pos.text
+def _simple_cells(ctx: _Ctx, tok: Token) -> tuple[str, bytes, list[Marker], Pieces, Token, Token]:
+    """A SIMPLECELLS token: a plain `< >` list of 32-bit numbers and references."""
     out = bytearray()
     markers: list[Marker] = []
     pieces: list[Piece] = []
+    _cells_into(_Pos(ctx, tok), 0, out, markers, pieces)
+    return "c", bytes(out), markers, pack_pieces(pieces), tok, tok
+
+
+def _cells_into(pos: _Pos, base: int, out: bytearray, markers: list[Marker],
+                pieces: list[Piece]) -> int:
+    """Appends the plain `< >` list at pos.text[base] to out (markers and pieces at
+    their offsets in out); returns the index just past its `>`."""
+    text = pos.text
     end_list = text.index(">", base)
     single = not pos.multiline
     fname, line0, col0 = pos.fname, pos.line0, pos.col0
@@ -417,51 +422,55 @@ def _simple_cells(ctx: _Ctx, tok: Token, pos: _Pos | None = None, base: int = 0
             markers.append((off, MK_PHANDLE, target, sp))
             pieces.append(Piece(off, 4, _REF_KIND, sp))
             out += b"\xff\xff\xff\xff"
-    return "c", bytes(out), markers, pack_pieces(pieces), tok, tok
+    return end_list + 1
 
 
 def _statement(ctx: _Ctx, tok: Token) -> LProp:
-    """A PROPSTR / PROPCELLS token: one whole `name = value;` statement."""
+    """A PROPSTMT token: one whole `name = value, value;` statement (each value a
+    string, a plain `< >` list or a `[ ]` byte string), built as prop_assign would."""
     pos = _Pos(ctx, tok)
     text = pos.text
     m = _STMT.match(text)
     assert m is not None
     name = m.group(1)
     name = intern(name[1:] if name[0] == "\\" else name)
-    vstart = m.start(2)
+    i = m.start(2)
     semi = text.rindex(";")
-    if pos.multiline:
-        span = pos.span(0, semi + 1)
-    else:
-        c0 = pos.col0
-        span = Span(pos.fname, pos.line0, c0, pos.line0, c0 + semi + 1)
-    if m.group(2) == "<":
-        c = _simple_cells(ctx, tok, pos, vstart)
-        return LProp(name, c[1], span, c[2], c[3])
-    vend = text.rindex('"', vstart, semi) + 1
-    if text.find('"', vstart + 1) + 1 == vend:  # one string
-        if pos.multiline:
-            sp = pos.span(vstart, vend)
-        else:
-            sp = Span(pos.fname, pos.line0, c0 + vstart, pos.line0, c0 + vend)
-        data = _strdata(text, vstart, vend, sp)
-        if len(data) <= 32:
-            data = ctx.strings.setdefault(data, data)
-        return LProp(name, data, span, None,
-                     pack_pieces([Piece(0, len(data), PieceKind.STRING, sp)]))
-    # a string list `"a", "b"`: one piece per string, as the long way makes them
-    out = b""
+    multi = pos.multiline
+    fname, line0, c0 = pos.fname, pos.line0, pos.col0
+    span = pos.span(0, semi + 1) if multi else Span(fname, line0, c0, line0, c0 + semi + 1)
+    out = bytearray()
+    markers: list[Marker] = []
     pieces: list[Piece] = []
-    for m in _STRING.finditer(text, vstart, vend):
-        a, b = m.span()
-        sp = pos.span(a, b) if pos.multiline else Span(pos.fname, pos.line0, c0 + a,
-                                                       pos.line0, c0 + b)
-        data = _strdata(text, a, b, sp)
-        pieces.append(Piece(len(out), len(data), PieceKind.STRING, sp))
-        out += data
-    if len(out) <= 32:
-        out = ctx.strings.setdefault(out, out)
-    return LProp(name, out, span, None, pack_pieces(pieces))
+    while True:
+        ch = text[i]
+        if ch == "<":
+            i = _cells_into(pos, i, out, markers, pieces)
+        else:
+            # (the token's regex has checked the shape: a string, or hex pairs in `[ ]`)
+            end = (_STRING.match(text, i).end()  # type: ignore[union-attr]
+                   if ch == '"' else text.index("]", i) + 1)
+            sp = pos.span(i, end) if multi else Span(fname, line0, c0 + i, line0, c0 + end)
+            if ch == '"':
+                data = _strdata(text, i, end, sp)
+                pieces.append(Piece(len(out), len(data), PieceKind.STRING, sp))
+            else:
+                data = bytes.fromhex("".join(text[i + 1 : end - 1].split()))
+                pieces.append(Piece(len(out), len(data), PieceKind.BYTES, sp))
+            out += data
+            i = end
+        while text[i] in _SPACE:
+            i += 1
+        if i == semi:
+            break
+        i += 1  # the comma
+        while text[i] in _SPACE:
+            i += 1
+    value = bytes(out)
+    if len(value) <= 32 and not markers:
+        # short values ("okay", `<1>`) repeat across thousands of nodes: one copy each
+        value = ctx.strings.setdefault(value, value)
+    return LProp(name, value, span, markers, pack_pieces(pieces))
 
 
 _STRING = re.compile(r'"[^"\\]*+(?:\\.[^"\\]*+)*+"')
@@ -633,11 +642,10 @@ class _Builder(Transformer[Token, Any]):
         return lst
 
     # ---- properties ----
-    def prop_str_stmt(self, c: list[Token]) -> LProp:
+    def prop_stmt(self, c: list[Token]) -> LProp:
         return _statement(_ctx(), c[0])
 
-    def prop_cells_stmt(self, c: list[Token]) -> LProp:
-        return _statement(_ctx(), c[0])
+    prop_str_stmt = prop_cells_stmt = prop_stmt  # the base grammar's two kinds
 
     def prop_string(self, c: list[Token]) -> LProp:
         ctx = _ctx()
