@@ -16,7 +16,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from sys import intern
-from typing import cast
+from typing import Any, cast
 
 from .errors import Diagnostic, InputError, Span
 from .tree import (
@@ -66,10 +66,13 @@ class LProp(Property):
 
     It is also the public `Property` it becomes: `_to_tree` fills in the public fields
     in place instead of copying (a 100k-channel tree has 600k properties). The value is
-    `value`, the pieces (list or packed) are `_pieces`, the labels are `labs` (see _DEAD).
+    `value`, the pieces (list or packed) are `_pieces`. While the tree is worked on, the
+    public slots for labels and references hold the working forms: `labs` (a tuple, see
+    _DEAD) and `markers` (every marker, labels inside the value included), so that a
+    property costs two slots less.
     """
 
-    __slots__ = ("deleted", "err_span", "labs", "markers")
+    __slots__ = ("deleted", "err_span")
 
     def __init__(
         self,
@@ -81,11 +84,25 @@ class LProp(Property):
         deleted: bool = False,
         err_span: Span | None = None,
     ) -> None:
-        super().__init__(name, data, span, pieces=pieces)
-        self.markers: list[Marker] = markers if markers else _NO_MARKERS
+        super().__init__(name, data, span, refs=markers or None, pieces=pieces)
         self.deleted = deleted
-        self.labs: tuple[str, ...] = _NO_LABELS  # see _DEAD
         self.err_span = err_span  # where dtc's parser would fail if this was misplaced
+
+    @property
+    def markers(self) -> list[Marker]:
+        return cast(list[Marker], self._refs) or _NO_MARKERS
+
+    @markers.setter
+    def markers(self, value: list[Marker]) -> None:
+        self._refs = value or None
+
+    @property
+    def labs(self) -> tuple[str, ...]:
+        return cast(tuple[str, ...], self._labels) or _NO_LABELS
+
+    @labs.setter
+    def labs(self, value: tuple[str, ...]) -> None:
+        self._labels = value or None  # type: ignore[assignment]
 
 
 class LNode:
@@ -874,24 +891,25 @@ class Resolver:
             plugin=self.plugin,
             warnings=self.warnings,
         )
-        labels = tree.labels
-        tphandles = tree.phandles
         # nothing may keep working nodes alive now: each one is freed once converted,
-        # so the two trees never coexist in full (the phandle index held every
-        # referenced node, which was most of a 100k-channel tree)
+        # so the two trees never coexist in full. The label and phandle indexes become
+        # the Tree's (200k entries each at 100k channels): each entry is pointed at the
+        # converted node when it is reached, and entries never reached are dropped.
+        labels: dict[str, Any] = self.label_owners
         self.label_owners = {}
         self.root = None
-        phandles.clear()
+        tphandles: dict[int, Any] = phandles
         values: dict[bytes, bytes] = {}
         stack: list[tuple[LNode, Node]] = [(root, out_root)]
         while stack:
             ln, on = stack.pop()
-            labs = ln.labs
-            if labs:
-                if len(labs) != 1 or labs[0][0] == _DEAD:
-                    labs = tuple(ln.dtc_labels())  # else the one live label, as it is
-                for lab in labs:
-                    labels.setdefault(lab, on)
+            nlabs = ln.labs
+            if nlabs:
+                if len(nlabs) != 1 or nlabs[0][0] == _DEAD:
+                    nlabs = tuple(ln.dtc_labels())  # else the one live label, as it is
+                for lab in nlabs:
+                    if type(labels.get(lab)) is not Node:  # the first in tree order
+                        labels[lab] = on
             if ln.other_spans:
                 on.other_spans = ln.other_spans
             if ln.phandle:
@@ -903,14 +921,12 @@ class Resolver:
             for p in plist:
                 # the working property becomes the public one: fill in its public fields
                 markers = p.markers
-                if markers:
-                    if any(m[1] == MK_LABEL for m in markers):
-                        markers = [m for m in markers if m[1] != MK_LABEL]
-                    p._refs = markers or None  # raw: Property.refs expands them on access
-                    p.markers = _NO_MARKERS
-                if p.labs:
-                    p._labels = live_labels(p.labs) or None
-                    p.labs = _NO_LABELS
+                if markers and any(m[1] == MK_LABEL for m in markers):
+                    # the rest stay raw: Property.refs expands them on access
+                    p._refs = [m for m in markers if m[1] != MK_LABEL] or None
+                labs = p.labs
+                if labs:
+                    p._labels = live_labels(labs) or None
                 if not p._pieces:
                     p._pieces = None
                 p.err_span = None
@@ -923,7 +939,7 @@ class Resolver:
                     value = values.setdefault(value, value)
                 p.value = value
             # the list itself is handed over (the Node makes its dict when asked)
-            on.adopt(cast(list[Property], plist), labs)
+            on.adopt(cast(list[Property], plist), nlabs)
             if ln.children:
                 children: dict[str, Node] = {}
                 pending: list[tuple[LNode, Node]] = []
@@ -945,6 +961,12 @@ class Resolver:
             ln.cbyname = _NO_KIDS_BY
             ln.labs = _NO_LABELS
             ln.other_spans = _NO_SPANS
+        for k in [k for k, v in labels.items() if type(v) is not Node]:
+            del labels[k]
+        for ph in [ph for ph, v in tphandles.items() if type(v) is not Node]:
+            del tphandles[ph]
+        tree.labels = labels
+        tree.phandles = tphandles
         return tree
 
 
