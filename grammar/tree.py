@@ -64,12 +64,17 @@ class Piece:
 # (Piece + Span + list + line ints) they were most of its memory. A property built by
 # the DTS front end keeps them as one `bytes` of native ints instead: a file index,
 # then (offset, size, kind, line, column, end line, end column) per piece. `Property.pieces`
-# turns them back into equal Piece objects on each access.
+# turns them back into equal Piece objects on each access. A Property also folds its own
+# span into its packed pieces, right after the file index (line, column, end line, end
+# column: the lengths 4 + 28n and 20 + 28n tell the two forms apart), and `span` reads
+# it back: 400k Span objects less at 100k channels, and the line numbers they held.
 _PIECE_KINDS: tuple[PieceKind, ...] = tuple(PieceKind)
 _KIND_INDEX: dict[PieceKind, int] = {k: i for i, k in enumerate(_PIECE_KINDS)}
 _FILES: list[str] = []  # file names seen in packed pieces (few: one per source file)
 _FILE_INDEX: dict[str, int] = {}
 _PACK_FIELDS = 7
+_PIECE_BYTES = 4 * _PACK_FIELDS
+_SPAN_BYTES = 16  # a folded span: 4 ints
 _INT_MIN, _INT_MAX = -(1 << 31), (1 << 31) - 1
 
 Pieces = list[Piece] | bytes  # either form, as `pack_pieces` returns it
@@ -108,14 +113,39 @@ def unpack_pieces(pieces: Pieces) -> list[Piece]:
     """Piece objects for either form (a fresh list each time)."""
     if not isinstance(pieces, bytes):
         return list(pieces)
+    if len(pieces) < 4:
+        raise ValueError("not packed pieces")  # WHOLE_CELL: the property expands it
     ints = struct.unpack(f"={len(pieces) // 4}i", pieces)
     fname = _FILES[ints[0]]
     kinds = _PIECE_KINDS
+    first = 1 if (len(pieces) - 4) % _PIECE_BYTES == 0 else 5  # after a folded span
     return [
         Piece(ints[i], ints[i + 1], kinds[ints[i + 2]],
               Span(fname, ints[i + 3], ints[i + 4], ints[i + 5], ints[i + 6]))
-        for i in range(1, len(ints), _PACK_FIELDS)
+        for i in range(first, len(ints), _PACK_FIELDS)
     ]
+
+
+def _fold_span(pieces: bytes, span: Span) -> bytes | None:
+    """`pieces` (packed, without a span) with `span` folded in, if it fits."""
+    if (len(pieces) - 4) % _PIECE_BYTES or _FILES[_unpack_idx(pieces)[0]] != span.file:
+        return None
+    ints = (span.line, span.column, span.end_line, span.end_column)
+    if min(ints) < _INT_MIN or max(ints) > _INT_MAX:
+        return None
+    return pieces[:4] + _pack_span(*ints) + pieces[4:]
+
+
+def _folded_span(pieces: Pieces | None) -> Span | None:
+    if not isinstance(pieces, bytes) or (len(pieces) - 4 - _SPAN_BYTES) % _PIECE_BYTES:
+        return None
+    idx, line, col, eline, ecol = _unpack_head(pieces)
+    return Span(_FILES[idx], line, col, eline, ecol)
+
+
+_unpack_idx = struct.Struct("=i").unpack_from
+_pack_span = struct.Struct("=4i").pack
+_unpack_head = struct.Struct("=5i").unpack_from
 
 
 # Raw references: the DTS front end hands its markers over as they are, (offset, kind,
@@ -139,11 +169,12 @@ class Property:
     """One property of a resolved node.
 
     Not a dataclass for memory's sake: `labels` and `refs` are made on first use
-    (most properties have neither) and `pieces` may be held packed (see above).
-    Reading and assigning every attribute works as on a plain object.
+    (most properties have neither), `pieces` may be held packed and `span` folded
+    into them (see above). Reading and assigning every attribute works as on a plain
+    object.
     """
 
-    __slots__ = ("_labels", "_pieces", "_refs", "name", "span", "value")
+    __slots__ = ("_labels", "_pieces", "_refs", "_span", "name", "value")
 
     def __init__(
         self,
@@ -156,10 +187,33 @@ class Property:
     ) -> None:
         self.name = name
         self.value = value
-        self.span = span  # the assignment that gave the final value
         self._labels = labels
         self._refs: Refs | None = refs  # Ref objects, or raw tuples (see RawRef)
+        # the assignment that gave the final value; None while folded into the pieces
+        self._span: Span | None = span
         self._pieces: Pieces | None = pieces
+        if isinstance(pieces, bytes) and len(pieces) > 4:
+            folded = _fold_span(pieces, span)
+            if folded is not None:
+                self._pieces = folded
+                self._span = None
+
+    @property
+    def span(self) -> Span:
+        sp = self._span
+        if sp is None:
+            sp = _folded_span(self._pieces)
+            assert sp is not None, "a property without a span"
+        return sp
+
+    @span.setter
+    def span(self, value: Span) -> None:
+        self._span = value
+
+    def _keep_span(self) -> None:
+        """Before the packed pieces are replaced: the span folded in them is kept."""
+        if self._span is None:
+            self._span = _folded_span(self._pieces)
 
     @property
     def labels(self) -> list[str]:
@@ -194,11 +248,13 @@ class Property:
         elif pcs is WHOLE_CELL:
             pcs = self._pieces = [Piece(0, len(self.value), PieceKind.CELL, self.span)]
         elif isinstance(pcs, bytes):
+            self._keep_span()
             pcs = self._pieces = unpack_pieces(pcs)
         return pcs
 
     @pieces.setter
     def pieces(self, value: list[Piece]) -> None:
+        self._keep_span()
         self._pieces = value
 
     def __repr__(self) -> str:
