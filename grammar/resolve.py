@@ -273,6 +273,16 @@ def delete_node(node: LNode, phandles: dict[int, LNode] | None = None) -> None:
         _kill_labels(n)
 
 
+def _live_label_uses(root: LNode) -> Iterator[str]:
+    """Every live label of the tree: on nodes, on properties, inside values."""
+    for node in _preorder(root):
+        yield from (lab for lab in node.labs if lab[0] != _DEAD)
+        for p in node.props:
+            if not p.deleted:
+                yield from (lab for lab in p.labs if lab[0] != _DEAD)
+                yield from (m[2] for m in p.markers if m[1] == MK_LABEL)
+
+
 def _preorder(root: LNode) -> Iterator[LNode]:
     stack = [root]
     while stack:
@@ -651,25 +661,10 @@ class Resolver:
     @staticmethod
     def _any_duplicate_label(root: LNode) -> bool:
         seen: set[str] = set()
-        for node in _preorder(root):
-            for lab in node.labs:
-                if lab[0] != _DEAD:
-                    if lab in seen:
-                        return True
-                    seen.add(lab)
-            for p in node.props:
-                if p.deleted:
-                    continue
-                for lab in p.labs:
-                    if lab[0] != _DEAD:
-                        if lab in seen:
-                            return True
-                        seen.add(lab)
-                for m in p.markers:
-                    if m[1] == MK_LABEL:
-                        if m[2] in seen:
-                            return True
-                        seen.add(m[2])
+        for lab in _live_label_uses(root):
+            if lab in seen:
+                return True
+            seen.add(lab)
         return False
 
     def _phandle_prop(self, node: LNode, name: str) -> int:
