@@ -350,32 +350,31 @@ _CELL_KIND = PieceKind.CELL
 _SIMPLE_ELEM = re.compile(r"([0-9][0-9a-fA-FxX]*)(?:ULL|UL|LL|U|L)?|&\{(/[^}]*)\}|&(\w+)")
 
 
-_STMT = re.compile(r"(\\?[^\s=]+)\s*=\s*([<\"[])")
 
 
 class _Pos:
-    """Positions of offsets inside one (possibly multi-line) token."""
+    """Positions of offsets in `text` (one token), from the line and column of offset
+    `base`; `multiline` says whether a newline can lie between base and the offsets asked."""
 
-    __slots__ = ("col0", "fname", "line0", "multiline", "text")
+    __slots__ = ("base", "cb", "col0", "fname", "line0", "multiline", "text")
 
-    def __init__(self, ctx: _Ctx, tok: Token) -> None:
-        self.text = str(tok)
-        # a newline in the trailing whitespace moves no position inside the token
-        self.multiline = "\n" in self.text.rstrip(_SPACE)
-        line0: int = tok.line  # type: ignore[assignment]
-        self.col0: int = tok.column  # type: ignore[assignment]
-        self.fname = ctx.name
-        if not ctx.single:
-            self.fname, line0, _ = ctx.where(line0)
+    def __init__(self, text: str, base: int, fname: str, line0: int, col0: int,
+                 multiline: bool) -> None:
+        self.text = text
+        self.base = base
+        self.fname = fname
         self.line0 = line0
+        self.col0 = col0
+        self.cb = col0 - base  # column = cb + offset, on the first line
+        self.multiline = multiline
 
     def at(self, start: int, end: int) -> Span:
         if not self.multiline:
-            return Span(self.fname, self.line0, self.col0 + start, self.line0, self.col0 + end)
+            return Span(self.fname, self.line0, self.cb + start, self.line0, self.cb + end)
         text = self.text
-        nl = text.rfind("\n", 0, start)
-        line = self.line0 + text.count("\n", 0, start)
-        col = (self.col0 + start) if nl < 0 else start - nl
+        nl = text.rfind("\n", self.base, start)
+        line = self.line0 + text.count("\n", self.base, start)
+        col = (self.cb + start) if nl < 0 else start - nl
         return Span(self.fname, line, col, line, col + end - start)
 
     def span(self, start: int, end: int) -> Span:
@@ -385,29 +384,37 @@ class _Pos:
         return Span(a.file, a.line, a.column, b.line, b.end_column)
 
 
+def _tok_pos(ctx: _Ctx, tok: Token) -> tuple[str, str, int, int]:
+    """A token's text, real file, real line and column."""
+    line: int = tok.line  # type: ignore[assignment]
+    col: int = tok.column  # type: ignore[assignment]
+    if ctx.single:
+        return str(tok), ctx.name, line, col
+    fname, line, _ = ctx.where(line)
+    return str(tok), fname, line, col
+
+
 def _simple_cells(ctx: _Ctx, tok: Token) -> tuple[str, bytes, list[Marker], Pieces, Token, Token]:
     """A SIMPLECELLS token: a plain `< >` list of 32-bit numbers and references."""
+    text, fname, line, col = _tok_pos(ctx, tok)
+    # a newline in the trailing whitespace moves no position inside the token
+    pos = _Pos(text, 0, fname, line, col, True) if "\n" in text.rstrip(_SPACE) else None
     out = bytearray()
     markers: list[Marker] = []
     pieces: list[Piece] = []
-    _cells_into(_Pos(ctx, tok), 0, out, markers, pieces)
+    _cells_into(text, 0, fname, line, col, pos, out, markers, pieces)
     return "c", bytes(out), markers, pack_pieces(pieces), tok, tok
 
 
-def _cells_into(pos: _Pos, base: int, out: bytearray, markers: list[Marker],
-                pieces: list[Piece]) -> int:
-    """Appends the plain `< >` list at pos.text[base] to out (markers and pieces at
-    their offsets in out); returns the index just past its `>`."""
-    text = pos.text
+def _cells_into(text: str, base: int, fname: str, line0: int, cb: int, pos: _Pos | None,
+                out: bytearray, markers: list[Marker], pieces: list[Piece]) -> int:
+    """Appends the plain `< >` list at text[base] to out (markers and pieces at their
+    offsets in out); returns the index just past its `>`. Positions: on line0 at column
+    cb + offset, or from pos if the list may span lines."""
     end_list = text.index(">", base)
-    single = not pos.multiline
-    fname, line0, col0 = pos.fname, pos.line0, pos.col0
     for m in _SIMPLE_ELEM.finditer(text, base, end_list):
-        if single:
-            a, b = m.span()
-            sp = Span(fname, line0, col0 + a, line0, col0 + b)
-        else:
-            sp = pos.at(*m.span())
+        a, b = m.span()
+        sp = Span(fname, line0, cb + a, line0, cb + b) if pos is None else pos.at(a, b)
         off = len(out)
         digits = m.group(1)
         if digits is not None:
@@ -426,31 +433,39 @@ def _cells_into(pos: _Pos, base: int, out: bytearray, markers: list[Marker],
 
 
 def _statement(ctx: _Ctx, tok: Token) -> LProp:
-    """A PROPSTMT token: one whole `name = value, value;` statement (each value a
-    string, a plain `< >` list or a `[ ]` byte string), built as prop_assign would."""
-    pos = _Pos(ctx, tok)
-    text = pos.text
-    m = _STMT.match(text)
-    assert m is not None
-    name = m.group(1)
+    """A PROPSTMT token."""
+    text, fname, line, col = _tok_pos(ctx, tok)
+    return _stmt(ctx, text, 0, text.rindex(";"), fname, line, col)
+
+
+def _stmt(ctx: _Ctx, text: str, i: int, semi: int, fname: str, line0: int, c0: int) -> LProp:
+    """One whole `name = value, value;` statement, text[i:semi + 1], starting at line0
+    and column c0 (each value a string, a plain `< >` list or a `[ ]` byte string,
+    as the PROPSTMT regex has checked), built as prop_assign would build it."""
+    eq = text.index("=", i)
+    name = text[i:eq].rstrip(_SPACE)
     name = intern(name[1:] if name[0] == "\\" else name)
-    i = m.start(2)
-    semi = text.rindex(";")
-    multi = pos.multiline
-    fname, line0, c0 = pos.fname, pos.line0, pos.col0
-    span = pos.span(0, semi + 1) if multi else Span(fname, line0, c0, line0, c0 + semi + 1)
+    cb = c0 - i  # column of offset k on the first line: cb + k
+    pos: _Pos | None = None
+    if text.find("\n", i, semi) >= 0:
+        pos = _Pos(text, i, fname, line0, c0, True)
+        span = pos.span(i, semi + 1)
+    else:
+        span = Span(fname, line0, c0, line0, cb + semi + 1)
     out = bytearray()
     markers: list[Marker] = []
     pieces: list[Piece] = []
+    i = eq + 1
     while True:
+        while text[i] in _SPACE:
+            i += 1
         ch = text[i]
         if ch == "<":
-            i = _cells_into(pos, i, out, markers, pieces)
+            i = _cells_into(text, i, fname, line0, cb, pos, out, markers, pieces)
         else:
-            # (the token's regex has checked the shape: a string, or hex pairs in `[ ]`)
             end = (_STRING.match(text, i).end()  # type: ignore[union-attr]
                    if ch == '"' else text.index("]", i) + 1)
-            sp = pos.span(i, end) if multi else Span(fname, line0, c0 + i, line0, c0 + end)
+            sp = Span(fname, line0, cb + i, line0, cb + end) if pos is None else pos.span(i, end)
             if ch == '"':
                 data = _strdata(text, i, end, sp)
                 pieces.append(Piece(len(out), len(data), PieceKind.STRING, sp))
@@ -464,13 +479,69 @@ def _statement(ctx: _Ctx, tok: Token) -> LProp:
         if i == semi:
             break
         i += 1  # the comma
-        while text[i] in _SPACE:
-            i += 1
     value = bytes(out)
     if len(value) <= 32 and not markers:
         # short values ("okay", `<1>`) repeat across thousands of nodes: one copy each
         value = ctx.strings.setdefault(value, value)
     return LProp(name, value, span, markers, pack_pieces(pieces))
+
+
+def _node_head(ctx: _Ctx, tok: Token) -> tuple[LNode, str, int, int, int]:
+    """A NODEOPEN / NODELEAF token's node: its labels, name and the properties written
+    in the token. Returns the node (its span ends where it starts, for the caller to
+    complete), the text and where the rest of it begins (index, line, column)."""
+    text, fname, line0, col0 = _tok_pos(ctx, tok)
+    brace = text.index("{")
+    lc = text.rfind(":", 0, brace)
+    labels: list[str] = []
+    ns = 0
+    if lc >= 0:
+        ns = lc + 1
+        while text[ns] in _SPACE:
+            ns += 1
+        labels = text[:lc].split(":")
+    name = text[ns:brace].rstrip(_SPACE)
+    if name[0] == "\\":
+        name = name[1:]
+    nl = text.count("\n", 0, ns)
+    if nl:
+        line, col = line0 + nl, ns - text.rfind("\n", 0, ns)
+    else:
+        line, col = line0, col0 + ns
+    node = LNode(name, Span(fname, line, col))
+    # innermost label first, as `labelled` reduces
+    for lab in reversed(labels):
+        add_label(node, lab.strip(_SPACE))
+    i = brace + 1
+    n = len(text)
+    while i < n and text[i] in _SPACE:
+        i += 1
+    nl = text.count("\n", ns, i)
+    if nl:
+        line, col = line + nl, i - text.rfind("\n", ns, i)
+    else:
+        col += i - ns
+    match = _PROPSTMT.match
+    while True:
+        m = match(text, i)
+        if m is None:
+            return node, text, i, line, col
+        e = m.end()
+        node.add_prop(_stmt(ctx, text, i, text.rindex(";", i, e), fname, line, col))
+        nl = text.count("\n", i, e)
+        if nl:
+            line, col = line + nl, e - text.rfind("\n", i, e)
+        else:
+            col += e - i
+        i = e
+
+
+def _on_nodeopen(tok: Token) -> Token:
+    """A NODEOPEN token that also holds its node's `};` is a whole leaf node."""
+    s = tok.rstrip(_SPACE)
+    if s[-1] == ";" and s[:-1].rstrip(" \t")[-1] == "}":
+        tok.type = "NODELEAF"
+    return tok
 
 
 _STRING = re.compile(r'"[^"\\]*+(?:\\.[^"\\]*+)*+"')
@@ -735,41 +806,22 @@ class _Builder(Transformer[Token, Any]):
         return node
 
     def subnode_open(self, c: list[Any]) -> LNode:
-        """A NODEOPEN token (`a: b: name {`), the body, and the closing tokens."""
+        """A NODEOPEN token (`a: b: name { x = <1>;`), the body, and the closing tokens."""
         ctx = _ctx()
-        tok: Token = c[0]
-        text = str(tok)
-        line: int = tok.line  # type: ignore[assignment]
-        col: int = tok.column  # type: ignore[assignment]
-        lc = text.rfind(":")
-        if lc < 0:
-            ns = 0
-            labels: list[str] = []
-        else:
-            ns = lc + 1
-            while text[ns] in _SPACE:
-                ns += 1
-            labels = text[:lc].split(":")
-            nl = text.count("\n", 0, ns)
-            if nl:
-                line += nl
-                col = ns - text.rfind("\n", 0, ns)
-            else:
-                col += ns
-        name = text[ns : text.index("{", ns)].rstrip(_SPACE)
-        if name[0] == "\\":
-            name = name[1:]
-        eline, ecol = _end(ctx, c[-1])
-        if ctx.single:
-            fname = ctx.name
-        else:
-            fname, line, _ = ctx.where(line)
-        node = LNode(name, Span(fname, line, col, eline, ecol))
+        node = _node_head(ctx, c[0])[0]
         if type(c[1]) is list:
             _fill(node, c[1])
-        # innermost label first, as `labelled` reduces
-        for lab in reversed(labels):
-            add_label(node, lab.strip(_SPACE))
+        eline, ecol = _end(ctx, c[-1])
+        sp = node.span
+        node.span = Span(sp.file, sp.line, sp.column, eline, ecol)
+        return node
+
+    def subnode_leaf(self, c: list[Token]) -> LNode:
+        """A NODELEAF token: a whole node of plain statements, `name { x = <1>; };`."""
+        node, text, i, line, col = _node_head(_ctx(), c[0])
+        # text[i] is the `}`; the `;` is on its line
+        sp = node.span
+        node.span = Span(sp.file, sp.line, sp.column, line, col + text.index(";", i) - i + 1)
         return node
 
     def subnode(self, c: list[Any]) -> LNode:
@@ -898,6 +950,7 @@ def _join(a: Span, b: Span) -> Span:
 
 
 _GRAMMAR = Path(__file__).with_name("dts.lark")
+_PROPSTMT: re.Pattern[str] = re.compile("(?!)")  # set from the grammar by _parser()
 _PARSERS: dict[bool, Lark] = {}
 
 
@@ -911,6 +964,7 @@ def _grammar(fast: bool) -> str:
 
 def _parser(fast: bool = True) -> Lark:
     """The fast grammar parses; the base one only re-parses inputs the fast one rejects."""
+    global _PROPSTMT
     p = _PARSERS.get(fast)
     if p is None:
         p = _PARSERS[fast] = Lark(
@@ -919,13 +973,16 @@ def _parser(fast: bool = True) -> Lark:
             lexer="contextual",
             transformer=_Builder(),
             lexer_callbacks={"INCLUDE": _on_include, "LINEMARKER": _on_linemarker,
-                             "CHAR": _on_char},
+                             "CHAR": _on_char, "NODEOPEN": _on_nodeopen},
             _plugins={"ContextualLexer": _IncludeLexer},
             maybe_placeholders=False,
             # lark keeps its parse tables in the system temp dir (never the source
             # tree), keyed by the grammar text: about 60 ms less per process
             cache=True,
         )
+        if fast:
+            # the statements inside a NODEOPEN token, found again by the same regex
+            _PROPSTMT = re.compile(p.get_terminal("PROPSTMT").pattern.to_regexp())
     return p
 
 
