@@ -8,6 +8,7 @@
 
 from __future__ import annotations
 
+import os
 import random
 import shutil
 import subprocess
@@ -22,6 +23,15 @@ from hypothesis import strategies as st
 
 VALID = sorted((Path(__file__).parent / "data" / "dts" / "valid").glob("*.dts"))
 SOURCES = [p.read_bytes() for p in VALID]
+# CI runs a quick sample; a long local campaign scales every fuzz test, e.g.
+# EVTCHN_SPEC_FUZZ_SCALE=100 python -m pytest tests/test_dts_fuzz.py
+SCALE = float(os.environ.get("EVTCHN_SPEC_FUZZ_SCALE", "1"))
+
+
+def _n(examples: int) -> int:
+    return max(1, int(examples * SCALE))
+
+
 _DTC = shutil.which("dtc")
 assert _DTC is not None, "dtc must be installed: run ./install.sh"
 DTC: str = _DTC
@@ -69,19 +79,19 @@ def outcome(data: bytes) -> Tree | InputError:
         return exc
 
 
-@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=_n(150), deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(st.binary(max_size=300))
 def test_random_bytes_give_tree_or_input_error(data: bytes) -> None:
     outcome(b"/dts-v1/;\n" + data)
 
 
-@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=_n(150), deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(st.lists(st.sampled_from(VOCAB), max_size=40))
 def test_token_soup_gives_tree_or_input_error(words: list[bytes]) -> None:
     outcome(b"/dts-v1/;\n" + b" ".join(words))
 
 
-@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=_n(60), deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(st.integers(0, len(SOURCES) - 1), st.lists(mutation, min_size=1, max_size=3),
        st.booleans())
 def test_mutated_cases_agree_with_dtc(which: int, ops: list[tuple[str, float, float, bytes]],
@@ -175,7 +185,7 @@ def gen_source(rng: random.Random) -> bytes:
     return s.encode()
 
 
-@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=_n(40), deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(st.integers(0, 2**32), st.booleans())
 def test_generated_trees_agree_with_dtc(seed: int, symbols: bool) -> None:
     data = gen_source(random.Random(seed))
@@ -214,7 +224,7 @@ expr = st.recursive(
 )
 
 
-@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=_n(40), deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(st.lists(expr, min_size=1, max_size=12), st.sampled_from([8, 16, 32, 64]))
 def test_expressions_agree_with_dtc(exprs: list[str], bits: int) -> None:
     mask = (1 << bits) - 1
