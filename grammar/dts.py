@@ -1,7 +1,14 @@
 """DTS text to a resolved `Tree`, as dtc 1.6.1 compiles it.
 
 lark LALR with the contextual lexer and an inline transformer (the only configuration
-fast enough: see the project's perf notes). dtc's lexer-level features live in the lexer:
+fast enough: see the project's perf notes). lark costs about the same per token
+whatever the token, so the fast grammar lexes whole statements and whole leaf nodes as
+single tokens (PROPSTMT, NODEOPEN, NODELEAF, NODECLOSE: see dts.lark) and the
+transformer takes them apart here (`_stmt`, `_node_head`), building exactly what the
+token-by-token way builds. Any error sends the input through the base grammar (the same
+file without those shortcuts), so every error keeps dtc's token boundaries.
+
+dtc's lexer-level features live in the lexer:
 `/include/` switches to another buffer (a subclass of lark's ContextualLexer keeps a
 stack of buffers), and cpp line markers (`# 12 "file.dtsi" 1`) remap positions. Each
 buffer gets its own range of "virtual" line numbers, so a token's line alone says which
