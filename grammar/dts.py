@@ -361,9 +361,12 @@ _SIMPLE_ELEM = re.compile(r"([0-9][0-9a-fA-FxX]*)(?:ULL|UL|LL|U|L)?|&\{(/[^}]*)\
 
 class _Pos:
     """Positions of offsets in `text` (one token), from the line and column of offset
-    `base`; `multiline` says whether a newline can lie between base and the offsets asked."""
+    `base`; `multiline` says whether a newline can lie between base and the offsets asked.
+    Offsets asked in increasing order cost the text between them only (a value of 40k
+    lines stays linear)."""
 
-    __slots__ = ("base", "cb", "col0", "fname", "line0", "multiline", "text")
+    __slots__ = ("base", "cb", "col0", "fname", "k", "kline", "knl", "line0", "multiline",
+                 "text")
 
     def __init__(self, text: str, base: int, fname: str, line0: int, col0: int,
                  multiline: bool) -> None:
@@ -374,14 +377,24 @@ class _Pos:
         self.col0 = col0
         self.cb = col0 - base  # column = cb + offset, on the first line
         self.multiline = multiline
+        # the last offset asked: its line, and the last newline before it (-1: none)
+        self.k = base
+        self.kline = line0
+        self.knl = -1
 
     def at(self, start: int, end: int) -> Span:
         if not self.multiline:
             return Span(self.fname, self.line0, self.cb + start, self.line0, self.cb + end)
         text = self.text
-        nl = text.rfind("\n", self.base, start)
-        line = self.line0 + text.count("\n", self.base, start)
-        col = (self.cb + start) if nl < 0 else start - nl
+        if start < self.k:
+            self.k, self.kline, self.knl = self.base, self.line0, -1
+        nl = text.count("\n", self.k, start)
+        if nl:
+            self.kline += nl
+            self.knl = text.rfind("\n", self.k, start)
+        self.k = start
+        line = self.kline
+        col = (self.cb + start) if self.knl < 0 else start - self.knl
         return Span(self.fname, line, col, line, col + end - start)
 
     def span(self, start: int, end: int) -> Span:
@@ -425,8 +438,12 @@ def _cells_into(text: str, base: int, fname: str, line0: int, cb: int, pos: _Pos
         off = len(out)
         digits = m.group(1)
         if digits is not None:
-            v = (int(digits) if digits[0] != "0" and len(digits) < 20
-                 else _literal(m.group(0), sp))
+            if digits[0] != "0":
+                v = int(digits) if len(digits) < 20 else _literal(m.group(0), sp)
+            elif 2 < len(digits) < 19 and digits[1] in "xX":  # the regex checked the digits
+                v = int(digits, 16)
+            else:
+                v = _literal(m.group(0), sp)
             if v > 0xFFFFFFFF and (v | 0xFFFFFFFF) != M64:
                 raise InputError(sp, "Value out of range for 32-bit array element")
             pieces.append(Piece(off, 4, _CELL_KIND, sp))
@@ -442,23 +459,23 @@ def _cells_into(text: str, base: int, fname: str, line0: int, cb: int, pos: _Pos
 def _statement(ctx: _Ctx, tok: Token) -> LProp:
     """A PROPSTMT token."""
     text, fname, line, col = _tok_pos(ctx, tok)
-    return _stmt(ctx, text, 0, text.rindex(";"), fname, line, col)
+    eol = text.find("\n")
+    return _stmt(ctx, text, 0, len(text) if eol < 0 else eol, fname, line, col)[0]
 
 
-def _stmt(ctx: _Ctx, text: str, i: int, semi: int, fname: str, line0: int, c0: int) -> LProp:
-    """One whole `name = value, value;` statement, text[i:semi + 1], starting at line0
-    and column c0 (each value a string, a plain `< >` list or a `[ ]` byte string,
-    as the PROPSTMT regex has checked), built as prop_assign would build it."""
+def _stmt(ctx: _Ctx, text: str, i: int, eol: int, fname: str, line0: int, c0: int
+          ) -> tuple[LProp, int]:
+    """The whole `name = value, value;` statement at text[i], which is at line0, column
+    c0 (each value a string, a plain `< >` list or a `[ ]` byte string, as the PROPSTMT
+    regex has checked), built as prop_assign would build it. eol is the index of the
+    first newline from i on (or the length of text). Returns the property and the index
+    past the whitespace after the statement."""
+    start = i
+    cb = c0 - i  # column of offset k on line0: cb + k
+    pos: _Pos | None = None  # for offsets past eol
     eq = text.index("=", i)
     name = text[i:eq].rstrip(_SPACE)
     name = intern(name[1:] if name[0] == "\\" else name)
-    cb = c0 - i  # column of offset k on the first line: cb + k
-    pos: _Pos | None = None
-    if text.find("\n", i, semi) >= 0:
-        pos = _Pos(text, i, fname, line0, c0, True)
-        span = pos.span(i, semi + 1)
-    else:
-        span = Span(fname, line0, c0, line0, cb + semi + 1)
     out = bytearray()
     markers: list[Marker] = []
     pieces: list[Piece] = []
@@ -468,11 +485,18 @@ def _stmt(ctx: _Ctx, text: str, i: int, semi: int, fname: str, line0: int, c0: i
             i += 1
         ch = text[i]
         if ch == "<":
+            if text.index(">", i) > eol and pos is None:
+                pos = _Pos(text, start, fname, line0, c0, True)
             i = _cells_into(text, i, fname, line0, cb, pos, out, markers, pieces)
         else:
             end = (_STRING.match(text, i).end()  # type: ignore[union-attr]
                    if ch == '"' else text.index("]", i) + 1)
-            sp = Span(fname, line0, cb + i, line0, cb + end) if pos is None else pos.span(i, end)
+            if end <= eol:
+                sp = Span(fname, line0, cb + i, line0, cb + end)
+            else:
+                if pos is None:
+                    pos = _Pos(text, start, fname, line0, c0, True)
+                sp = pos.span(i, end)
             if ch == '"':
                 data = _strdata(text, i, end, sp)
                 pieces.append(Piece(len(out), len(data), PieceKind.STRING, sp))
@@ -483,14 +507,24 @@ def _stmt(ctx: _Ctx, text: str, i: int, semi: int, fname: str, line0: int, c0: i
             i = end
         while text[i] in _SPACE:
             i += 1
-        if i == semi:
+        if text[i] == ";":
             break
         i += 1  # the comma
+    if i < eol:
+        span = Span(fname, line0, c0, line0, cb + i + 1)
+    else:
+        if pos is None:
+            pos = _Pos(text, start, fname, line0, c0, True)
+        span = pos.span(start, i + 1)
     value = bytes(out)
     if len(value) <= 32 and not markers:
         # short values ("okay", `<1>`) repeat across thousands of nodes: one copy each
         value = ctx.strings.setdefault(value, value)
-    return LProp(name, value, span, markers, pack_pieces(pieces))
+    i += 1
+    n = len(text)
+    while i < n and text[i] in _SPACE:
+        i += 1
+    return LProp(name, value, span, markers, pack_pieces(pieces)), i
 
 
 def _node_head(ctx: _Ctx, tok: Token) -> tuple[LNode, str, int, int, int]:
@@ -528,19 +562,23 @@ def _node_head(ctx: _Ctx, tok: Token) -> tuple[LNode, str, int, int, int]:
         line, col = line + nl, i - text.rfind("\n", ns, i)
     else:
         col += i - ns
-    match = _PROPSTMT.match
-    while True:
-        m = match(text, i)
-        if m is None:
-            return node, text, i, line, col
-        e = m.end()
-        node.add_prop(_stmt(ctx, text, i, text.rindex(";", i, e), fname, line, col))
+    # the rest of the token: whole statements (the regex checked them), then `};` or
+    # nothing
+    eol = -1
+    while i < n and text[i] != "}":
+        if eol < i:  # (found once per line: a long one-line node stays linear)
+            eol = text.find("\n", i)
+            if eol < 0:
+                eol = n
+        prop, e = _stmt(ctx, text, i, eol, fname, line, col)
+        node.add_prop(prop)
         nl = text.count("\n", i, e)
         if nl:
             line, col = line + nl, e - text.rfind("\n", i, e)
         else:
             col += e - i
         i = e
+    return node, text, i, line, col
 
 
 def _on_nodeopen(tok: Token) -> Token:
@@ -957,7 +995,6 @@ def _join(a: Span, b: Span) -> Span:
 
 
 _GRAMMAR = Path(__file__).with_name("dts.lark")
-_PROPSTMT: re.Pattern[str] = re.compile("(?!)")  # set from the grammar by _parser()
 _PARSERS: dict[bool, Lark] = {}
 
 
@@ -971,7 +1008,6 @@ def _grammar(fast: bool) -> str:
 
 def _parser(fast: bool = True) -> Lark:
     """The fast grammar parses; the base one only re-parses inputs the fast one rejects."""
-    global _PROPSTMT
     p = _PARSERS.get(fast)
     if p is None:
         p = _PARSERS[fast] = Lark(
@@ -987,9 +1023,6 @@ def _parser(fast: bool = True) -> Lark:
             # tree), keyed by the grammar text: about 60 ms less per process
             cache=True,
         )
-        if fast:
-            # the statements inside a NODEOPEN token, found again by the same regex
-            _PROPSTMT = re.compile(p.get_terminal("PROPSTMT").pattern.to_regexp())
     return p
 
 
