@@ -180,7 +180,7 @@ def render(root: dict[str, Any], gaps: list[str], defeat: bool) -> str:
 
 
 gap_lists = st.lists(st.sampled_from(["|", "|", "|", " |", "\n|", "|\n", "\t|\n\t",
-                                      "\n\n|"]), max_size=12)
+                                      "\n\n|", "\r\n|", "|\f\v"]), max_size=12)
 
 
 def describe(tree: Tree) -> list[Any]:
