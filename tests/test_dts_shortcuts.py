@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import collections
 import contextlib
+import os
 import shutil
 import subprocess
 from collections.abc import Iterator
@@ -32,6 +33,12 @@ assert _DTC is not None, "dtc must be installed: run ./install.sh"
 DTC: str = _DTC
 
 GAP = "    "  # a gap between tokens; the defeating form writes "/**/" instead
+# as in test_dts_fuzz: EVTCHN_SPEC_FUZZ_SCALE=100 for a long local campaign
+SCALE = float(os.environ.get("EVTCHN_SPEC_FUZZ_SCALE", "1"))
+
+
+def _n(examples: int) -> int:
+    return max(1, int(examples * SCALE))
 
 
 # ---- a small tree model, rendered token by token ----
@@ -233,7 +240,7 @@ def token_counts() -> Iterator[collections.Counter[str]]:
 
 # ---- the properties ----
 
-@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=_n(60), deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(trees(), gap_lists)
 def test_defeated_shortcuts_give_the_same_tree_and_dtc_bytes(root: dict[str, Any],
                                                               gaps: list[str]) -> None:
@@ -251,7 +258,7 @@ def test_defeated_shortcuts_give_the_same_tree_and_dtc_bytes(root: dict[str, Any
     assert fast[-1] == ref.stdout, fast_text
 
 
-@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=_n(40), deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(trees(), gap_lists)
 def test_friendly_form_is_lexed_as_whole_nodes_and_statements(root: dict[str, Any],
                                                               gaps: list[str]) -> None:
@@ -280,7 +287,7 @@ _MUTATIONS = ["", ";", "}", "{", "};", "} ;", "}\n;", ":", "a:", "l: n {", "=", 
               "/omit-if-no-ref/ ", "/bits/ 8 ", "\"a\", ", "<1>, ", "[00], ", "#"]
 
 
-@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=_n(200), deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(trees(), gap_lists,
        st.lists(st.tuples(st.sampled_from(["edit", "edit", "truncate", "append"]),
                           st.integers(0, 2**16), st.integers(0, 6),
