@@ -47,7 +47,18 @@ from lark.utils import TextSlice
 
 from .errors import InputError, Span
 from .resolve import MK_LABEL, MK_PATH, MK_PHANDLE, LNode, LProp, Marker, Resolver, add_label
-from .tree import MemReserve, Piece, PieceKind, Pieces, Tree, pack_pieces, unpack_pieces
+from .tree import (
+    PIECE_KIND_INDEX,
+    MemReserve,
+    Piece,
+    PieceKind,
+    Pieces,
+    Tree,
+    flat_pieces,
+    pack_flat,
+    pack_pieces,
+    unpack_pieces,
+)
 
 MAX_INCLUDE_DEPTH = 200  # dtc's MAX_SRCFILE_DEPTH
 _FREEZE_BYTES = 1 << 20  # inputs above this leave their tree in gc's permanent generation
@@ -355,8 +366,11 @@ _BIN = {
 
 _CELL_KIND = PieceKind.CELL
 _SIMPLE_ELEM = re.compile(r"([0-9][0-9a-fA-FxX]*)(?:ULL|UL|LL|U|L)?|&\{(/[^}]*)\}|&(\w+)")
-
-
+# piece kinds as numbers, for the flat form the hot paths pack directly (tree.pack_flat)
+_K_CELL = PIECE_KIND_INDEX[PieceKind.CELL]
+_K_REF = PIECE_KIND_INDEX[PieceKind.REF]
+_K_STRING = PIECE_KIND_INDEX[PieceKind.STRING]
+_K_BYTES = PIECE_KIND_INDEX[PieceKind.BYTES]
 
 
 class _Pos:
@@ -382,9 +396,10 @@ class _Pos:
         self.kline = line0
         self.knl = -1
 
-    def at(self, start: int, end: int) -> Span:
+    def lc(self, start: int) -> tuple[int, int]:
+        """The line and column of offset start."""
         if not self.multiline:
-            return Span(self.fname, self.line0, self.cb + start, self.line0, self.cb + end)
+            return self.line0, self.cb + start
         text = self.text
         if start < self.k:
             self.k, self.kline, self.knl = self.base, self.line0, -1
@@ -393,15 +408,20 @@ class _Pos:
             self.kline += nl
             self.knl = text.rfind("\n", self.k, start)
         self.k = start
-        line = self.kline
-        col = (self.cb + start) if self.knl < 0 else start - self.knl
+        return self.kline, (self.cb + start) if self.knl < 0 else start - self.knl
+
+    def at(self, start: int, end: int) -> Span:
+        line, col = self.lc(start)
         return Span(self.fname, line, col, line, col + end - start)
 
-    def span(self, start: int, end: int) -> Span:
+    def span_ints(self, start: int, end: int) -> tuple[int, int, int, int]:
         """From offset start to offset end (end on the same line as the char before it)."""
-        a = self.at(start, start)
-        b = self.at(end - 1, end)
-        return Span(a.file, a.line, a.column, b.line, b.end_column)
+        line, col = self.lc(start)
+        eline, ecol = self.lc(end - 1)
+        return line, col, eline, ecol + 1
+
+    def span(self, start: int, end: int) -> Span:
+        return Span(self.fname, *self.span_ints(start, end))
 
 
 def _tok_pos(ctx: _Ctx, tok: Token) -> tuple[str, str, int, int]:
@@ -421,37 +441,44 @@ def _simple_cells(ctx: _Ctx, tok: Token) -> tuple[str, bytes, list[Marker], Piec
     pos = _Pos(text, 0, fname, line, col, True) if "\n" in text.rstrip(_SPACE) else None
     out = bytearray()
     markers: list[Marker] = []
-    pieces: list[Piece] = []
-    _cells_into(text, 0, fname, line, col, pos, out, markers, pieces)
-    return "c", bytes(out), markers, pack_pieces(pieces), tok, tok
+    flat: list[int] = []
+    _cells_into(text, 0, fname, line, col, pos, out, markers, flat)
+    packed = pack_flat(fname, flat)
+    return ("c", bytes(out), markers, flat_pieces(fname, flat) if packed is None else packed,
+            tok, tok)
 
 
 def _cells_into(text: str, base: int, fname: str, line0: int, cb: int, pos: _Pos | None,
-                out: bytearray, markers: list[Marker], pieces: list[Piece]) -> int:
-    """Appends the plain `< >` list at text[base] to out (markers and pieces at their
-    offsets in out); returns the index just past its `>`. Positions: on line0 at column
-    cb + offset, or from pos if the list may span lines."""
+                out: bytearray, markers: list[Marker], flat: list[int]) -> int:
+    """Appends the plain `< >` list at text[base] to out, its markers to markers and
+    its pieces to flat (tree.pack_flat's ints); returns the index just past its `>`.
+    Positions: on line0 at column cb + offset, or from pos if the list may span lines.
+    A reference's marker leaves its span to its REF piece (tree.RawRef)."""
     end_list = text.index(">", base)
     for m in _SIMPLE_ELEM.finditer(text, base, end_list):
         a, b = m.span()
-        sp = Span(fname, line0, cb + a, line0, cb + b) if pos is None else pos.at(a, b)
+        if pos is None:
+            line, col = line0, cb + a
+        else:
+            line, col = pos.lc(a)
         off = len(out)
         digits = m.group(1)
         if digits is not None:
             if digits[0] != "0":
-                v = int(digits) if len(digits) < 20 else _literal(m.group(0), sp)
+                v = (int(digits) if len(digits) < 20
+                     else _literal(m.group(0), Span(fname, line, col, line, col + b - a)))
             elif 2 < len(digits) < 19 and digits[1] in "xX":  # the regex checked the digits
                 v = int(digits, 16)
             else:
-                v = _literal(m.group(0), sp)
+                v = _literal(m.group(0), Span(fname, line, col, line, col + b - a))
             if v > 0xFFFFFFFF and (v | 0xFFFFFFFF) != M64:
-                raise InputError(sp, "Value out of range for 32-bit array element")
-            pieces.append(Piece(off, 4, _CELL_KIND, sp))
+                raise InputError(Span(fname, line, col, line, col + b - a),
+                                 "Value out of range for 32-bit array element")
+            flat += (off, 4, _K_CELL, line, col, line, col + b - a)
             out += (v & 0xFFFFFFFF).to_bytes(4, "big")
         else:
-            target = m.group(2) or m.group(3)
-            markers.append((off, MK_PHANDLE, target, sp))
-            pieces.append(Piece(off, 4, _REF_KIND, sp))
+            markers.append((off, MK_PHANDLE, m.group(2) or m.group(3), None))
+            flat += (off, 4, _K_REF, line, col, line, col + b - a)
             out += b"\xff\xff\xff\xff"
     return end_list + 1
 
@@ -478,7 +505,7 @@ def _stmt(ctx: _Ctx, text: str, i: int, eol: int, fname: str, line0: int, c0: in
     name = intern(name[1:] if name[0] == "\\" else name)
     out = bytearray()
     markers: list[Marker] = []
-    pieces: list[Piece] = []
+    flat: list[int] = []
     i = eq + 1
     while True:
         while text[i] in _SPACE:
@@ -487,22 +514,22 @@ def _stmt(ctx: _Ctx, text: str, i: int, eol: int, fname: str, line0: int, c0: in
         if ch == "<":
             if text.index(">", i) > eol and pos is None:
                 pos = _Pos(text, start, fname, line0, c0, True)
-            i = _cells_into(text, i, fname, line0, cb, pos, out, markers, pieces)
+            i = _cells_into(text, i, fname, line0, cb, pos, out, markers, flat)
         else:
             end = (_STRING.match(text, i).end()  # type: ignore[union-attr]
                    if ch == '"' else text.index("]", i) + 1)
             if end <= eol:
-                sp = Span(fname, line0, cb + i, line0, cb + end)
+                sp = (line0, cb + i, line0, cb + end)
             else:
                 if pos is None:
                     pos = _Pos(text, start, fname, line0, c0, True)
-                sp = pos.span(i, end)
+                sp = pos.span_ints(i, end)
             if ch == '"':
-                data = _strdata(text, i, end, sp)
-                pieces.append(Piece(len(out), len(data), PieceKind.STRING, sp))
+                data = _strdata(text, i, end, fname, sp)
+                flat += (len(out), len(data), _K_STRING, *sp)
             else:
                 data = bytes.fromhex("".join(text[i + 1 : end - 1].split()))
-                pieces.append(Piece(len(out), len(data), PieceKind.BYTES, sp))
+                flat += (len(out), len(data), _K_BYTES, *sp)
             out += data
             i = end
         while text[i] in _SPACE:
@@ -511,11 +538,11 @@ def _stmt(ctx: _Ctx, text: str, i: int, eol: int, fname: str, line0: int, c0: in
             break
         i += 1  # the comma
     if i < eol:
-        span = Span(fname, line0, c0, line0, cb + i + 1)
+        span = (line0, c0, line0, cb + i + 1)
     else:
         if pos is None:
             pos = _Pos(text, start, fname, line0, c0, True)
-        span = pos.span(start, i + 1)
+        span = pos.span_ints(start, i + 1)
     value = bytes(out)
     if len(value) <= 32 and not markers:
         # short values ("okay", `<1>`) repeat across thousands of nodes: one copy each
@@ -524,7 +551,11 @@ def _stmt(ctx: _Ctx, text: str, i: int, eol: int, fname: str, line0: int, c0: in
     n = len(text)
     while i < n and text[i] in _SPACE:
         i += 1
-    return LProp(name, value, span, markers, pack_pieces(pieces)), i
+    # the span folded into the packed pieces: no Span or Piece object is made
+    packed = pack_flat(fname, flat, span)
+    if packed is None:  # a number beyond 32 bits (a huge file): the plain objects
+        return LProp(name, value, Span(fname, *span), markers, flat_pieces(fname, flat)), i
+    return LProp(name, value, None, markers, packed), i
 
 
 def _node_head(ctx: _Ctx, tok: Token) -> tuple[LNode, str, int, int, int]:
@@ -592,11 +623,12 @@ def _on_nodeopen(tok: Token) -> Token:
 _STRING = re.compile(r'"[^"\\]*+(?:\\.[^"\\]*+)*+"')
 
 
-def _strdata(text: str, a: int, b: int, sp: Span) -> bytes:
-    """The value of the string literal text[a:b] (quotes included), with its NUL."""
+def _strdata(text: str, a: int, b: int, fname: str, sp: tuple[int, int, int, int]) -> bytes:
+    """The value of the string literal text[a:b] (quotes included), with its NUL; sp
+    is where it is (line, column, end line, end column in fname)."""
     if "\\" not in text[a:b]:
         return text[a + 1 : b - 1].encode("latin-1") + b"\0"
-    return _unescape(text[a:b], 1, b - a - 1, sp) + b"\0"
+    return _unescape(text[a:b], 1, b - a - 1, Span(fname, *sp)) + b"\0"
 
 
 _REF_KIND = PieceKind.REF

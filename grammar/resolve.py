@@ -78,13 +78,21 @@ class LProp(Property):
         self,
         name: str,
         data: bytes,
-        span: Span,
+        span: Span | None,
         markers: list[Marker] | None = None,
         pieces: Pieces | None = None,
         deleted: bool = False,
         err_span: Span | None = None,
     ) -> None:
-        super().__init__(name, data, span, refs=markers or None, pieces=pieces)
+        if span is None:  # already folded into the packed pieces (tree.pack_flat)
+            self.name = name
+            self.value = data
+            self._labels = None
+            self._refs = markers or None
+            self._span = None
+            self._pieces = pieces
+        else:
+            super().__init__(name, data, span, refs=markers or None, pieces=pieces)
         self.deleted = deleted
         self.err_span = err_span  # where dtc's parser would fail if this was misplaced
 
@@ -271,6 +279,16 @@ def delete_node(node: LNode, phandles: dict[int, LNode] | None = None) -> None:
                 p.deleted = True
                 _kill_labels(p)
         _kill_labels(n)
+
+
+def _marker_span(p: LProp, m: Marker) -> Span:
+    """A marker's span: its own, or that of the piece it wrote (see tree.RawRef)."""
+    sp = m[3]
+    if sp is None:
+        piece = p.piece_at(m[0])
+        assert piece is not None, "a marker without a span or a piece"
+        sp = piece.span
+    return sp
 
 
 def _live_label_uses(root: LNode) -> Iterator[str]:
@@ -655,7 +673,7 @@ class Resolver:
 
         span = bad[3].span if bad[3] is not None else bad[2].span
         if bad[0] == 2 and bad[3] is not None:
-            span = bad[3].markers[bad[4]][3]
+            span = _marker_span(bad[3], bad[3].markers[bad[4]])
         raise InputError(span, f"Duplicate label '{lab}' on {desc(bad)} and {desc(canon)}")
 
     @staticmethod
@@ -735,7 +753,8 @@ class Resolver:
                         target = self.by_ref(m[2])
                         if target is None:
                             if not self.plugin and ph_fail is None:
-                                ph_fail = _Fail(m[3], "Reference to non-existent node or "
+                                ph_fail = _Fail(_marker_span(p, m),
+                                                "Reference to non-existent node or "
                                                       f'label "{m[2]}"')
                             continue
                         ph = self._node_phandle(target, phandles, counter)
@@ -766,6 +785,7 @@ class Resolver:
             off, kind, ref, span = markers[i]
             if kind != MK_PATH:
                 continue
+            assert span is not None  # only `<&label>` cells leave theirs to the piece
             target = self.by_ref(ref)
             if target is None:
                 if fail is None:
@@ -849,7 +869,7 @@ class Resolver:
                 if ":" in path or ":" in p.name:
                     raise InputError(p.span, "arguments should not contain ':'")
                 entry = f"{path}:{p.name}:{m[0]}".encode("latin-1") + b"\0"
-                self._append(fn, m[2], entry, m[3], PieceKind.STRING)
+                self._append(fn, m[2], entry, _marker_span(p, m), PieceKind.STRING)
         if local:
             lfn = self._root_child(root, "__local_fixups__")
             for node, p, m in local:
@@ -865,7 +885,8 @@ class Resolver:
                         nxt = LNode(comp, node.span)
                         wn.add_child(nxt)
                     wn = nxt
-                self._append(wn, p.name, m[0].to_bytes(4, "big"), m[3], PieceKind.CELL)
+                self._append(wn, p.name, m[0].to_bytes(4, "big"), _marker_span(p, m),
+                             PieceKind.CELL)
 
     @staticmethod
     def _append(node: LNode, name: str, data: bytes, span: Span, kind: PieceKind) -> None:

@@ -78,6 +78,7 @@ _SPAN_BYTES = 16  # a folded span: 4 ints
 _INT_MIN, _INT_MAX = -(1 << 31), (1 << 31) - 1
 
 Pieces = list[Piece] | bytes  # either form, as `pack_pieces` returns it
+PIECE_KIND_INDEX = _KIND_INDEX  # a kind's number in the packed form (for pack_flat)
 
 
 def pack_pieces(pieces: list[Piece]) -> Pieces:
@@ -100,6 +101,30 @@ def pack_pieces(pieces: list[Piece]) -> Pieces:
         idx = _FILE_INDEX[fname] = len(_FILES)
         _FILES.append(fname)
     return struct.pack(f"={len(flat) + 1}i", idx, *flat)
+
+
+def pack_flat(fname: str, flat: list[int],
+              span: tuple[int, int, int, int] | None = None) -> bytes | None:
+    """The packed form made straight from ints, 7 a piece as above (the kind by
+    PIECE_KIND_INDEX), with a property's span (line, column, end line, end column)
+    folded in if given: the DTS front end need not build Piece and Span objects only
+    to have them packed. None if a number does not fit in 32 bits (see flat_pieces)."""
+    ints = flat if span is None else [*span, *flat]
+    if ints and (min(ints) < _INT_MIN or max(ints) > _INT_MAX):
+        return None
+    idx = _FILE_INDEX.get(fname)
+    if idx is None:
+        idx = _FILE_INDEX[fname] = len(_FILES)
+        _FILES.append(fname)
+    return struct.pack(f"={len(ints) + 1}i", idx, *ints)
+
+
+def flat_pieces(fname: str, flat: list[int]) -> list[Piece]:
+    """Piece objects for `pack_flat`'s ints (when they cannot be packed)."""
+    kinds = _PIECE_KINDS
+    return [Piece(flat[i], flat[i + 1], kinds[flat[i + 2]],
+                  Span(fname, flat[i + 3], flat[i + 4], flat[i + 5], flat[i + 6]))
+            for i in range(0, len(flat), _PACK_FIELDS)]
 
 
 # The pieces of a value that is one cell written at its property's own span: the
@@ -151,17 +176,21 @@ _unpack_head = struct.Struct("=5i").unpack_from
 # Raw references: the DTS front end hands its markers over as they are, (offset, kind,
 # target, span) tuples with kind MARK_PHANDLE or MARK_PATH, and `Property.refs` turns
 # them into Ref objects on first access (a 100k-channel tree has 200k references that
-# `dump` never looks at).
+# `dump` never looks at). A `<&label>` cell's marker may leave its span None: it is the
+# span of the REF piece at the same offset.
 MARK_PHANDLE = 0
 MARK_PATH = 1
 MARK_LABEL = 2  # a label inside a value: never part of a Property's refs
-RawRef = tuple[int, int, str, Span]
+RawRef = tuple[int, int, str, Span | None]
 Refs = list[Ref] | list[RawRef]
 
 
-def _expand_refs(raw: list[RawRef]) -> list[Ref]:
-    return [Ref(off, RefKind.PHANDLE if kind == MARK_PHANDLE else RefKind.PATH, target, sp,
-                target.startswith("/"))
+def _expand_refs(raw: list[RawRef], pieces: Pieces | None) -> list[Ref]:
+    at: dict[int, Span] = {}
+    if any(r[3] is None for r in raw):
+        at = {p.offset: p.span for p in unpack_pieces(pieces or []) if p.kind is PieceKind.REF}
+    return [Ref(off, RefKind.PHANDLE if kind == MARK_PHANDLE else RefKind.PATH, target,
+                sp if sp is not None else at[off], target.startswith("/"))
             for off, kind, target, sp in raw]
 
 
@@ -231,7 +260,7 @@ class Property:
         if refs is None:
             refs = self._refs = []
         elif refs and type(refs[0]) is tuple:
-            refs = self._refs = _expand_refs(refs)
+            refs = self._refs = _expand_refs(refs, self._pieces)
         return cast(list[Ref], refs)
 
     @refs.setter

@@ -8,6 +8,7 @@ plain object; these tests hold that for all inputs.
 
 from __future__ import annotations
 
+from dataclasses import astuple
 from pathlib import Path
 
 import pytest
@@ -16,6 +17,7 @@ from evtchn_spec.grammar.errors import Span
 from evtchn_spec.grammar.tree import (
     MARK_PATH,
     MARK_PHANDLE,
+    PIECE_KIND_INDEX,
     WHOLE_CELL,
     Node,
     Piece,
@@ -23,6 +25,8 @@ from evtchn_spec.grammar.tree import (
     Property,
     Ref,
     RefKind,
+    flat_pieces,
+    pack_flat,
     pack_pieces,
     unpack_pieces,
 )
@@ -79,6 +83,26 @@ def test_assigning_pieces_or_span_replaces_only_that(pieces: list[Piece], span: 
 @given(piece_lists())
 def test_unpack_inverts_pack(pieces: list[Piece]) -> None:
     assert unpack_pieces(pack_pieces(pieces)) == pieces
+
+
+@given(piece_lists(), st.one_of(st.none(), spans()))
+def test_flat_packing_is_pack_pieces(pieces: list[Piece], span: Span | None) -> None:
+    """The parser's direct packing (ints, the span folded in) means what pack_pieces and
+    Property's own folding mean."""
+    f = pieces[0].span.file
+    pieces = [Piece(p.offset, p.size, p.kind, Span(f, *astuple(p.span)[1:])) for p in pieces]
+    flat = [x for p in pieces for x in (p.offset, p.size, PIECE_KIND_INDEX[p.kind],
+                                         *astuple(p.span)[1:])]
+    assert flat_pieces(f, flat) == pieces
+    sp = None if span is None else Span(f, *astuple(span)[1:])
+    packed = pack_flat(f, flat, None if sp is None else astuple(sp)[1:])
+    if packed is None:  # a number beyond 32 bits
+        assert pack_pieces(pieces) == pieces or sp is not None
+        return
+    assert unpack_pieces(packed) == pieces
+    if sp is not None:
+        prop = Property("p", b"", sp, pieces=pack_pieces(pieces))
+        assert prop._pieces == packed  # Property folds its span the same way
 
 
 @given(spans(), st.binary(min_size=0, max_size=8))
@@ -157,6 +181,7 @@ def test_a_parsed_tree_uses_the_compact_forms(tmp_path: Path) -> None:
     assert compat._span is None and isinstance(compat._pieces, bytes)  # span folded
     assert ph._pieces is WHOLE_CELL and ph.span == a.span
     assert ev._refs is not None and type(ev._refs[0]) is tuple  # raw until read
+    assert ev._refs[0][3] is None  # a `<&label>` cell's span is its REF piece's
     line = src.splitlines()[3]
     col = line.index("xen,evtchn") + 1
     assert ev.span == Span(str(path), 4, col, 4, col + len("xen,evtchn = <0xa &peer>;"))
