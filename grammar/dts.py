@@ -103,17 +103,10 @@ class _Ctx:
 
     def span(self, a: Token, b: Token) -> Span:
         """From the start of token a to the end of token b (whitespace after b excluded)."""
-        if b[-1] in _SPACE:
-            # tokens that carry trailing whitespace have no newline before it
-            eline: int = b.line  # type: ignore[assignment]
-            ecol: int = b.column + len(b.rstrip(_SPACE))  # type: ignore[operator]
-        else:
-            eline = b.end_line  # type: ignore[assignment]
-            ecol = b.end_column  # type: ignore[assignment]
+        eline, ecol = _end(self, b)
         if self.single:
             return Span(self.name, a.line, a.column, eline, ecol)  # type: ignore[arg-type]
         f, line, _ = self.where(a.line)  # type: ignore[arg-type]
-        _, eline, _ = self.where(eline)
         return Span(f, line, a.column, eline, ecol)  # type: ignore[arg-type]
 
     def tspan(self, t: Token) -> Span:
@@ -990,6 +983,7 @@ def _fill(node: LNode, items: list[LNode | LProp]) -> None:
 def _end(ctx: _Ctx, b: Token) -> tuple[int, int]:
     """Real line and column just past token b (whitespace after it excluded)."""
     if b[-1] in _SPACE:
+        # tokens that carry trailing whitespace have no newline before it
         eline: int = b.line  # type: ignore[assignment]
         ecol: int = b.column + len(b.rstrip(_SPACE))  # type: ignore[operator]
     else:
