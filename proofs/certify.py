@@ -138,7 +138,7 @@ def core(ob: Obligation, negate: bool, timeout_ms: int) -> list[Cite]:
     names = set(lines[1].replace("(", " ").replace(")", " ").split())
     places: list[Cite] = []
     seen: set[tuple[str, int, int]] = set()
-    for name, _, cite in ob.facts:
+    for name, cite in zip(ob.facts.names, ob.facts.cites, strict=True):
         if name in names and cite is not None:
             key = (cite.file, cite.line, cite.column)
             if key not in seen:

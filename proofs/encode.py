@@ -60,11 +60,48 @@ class Candidate:
     cites: list[Cite]
 
 
+@dataclass(frozen=True, slots=True)
+class FactBlock:
+    """The facts of one scope, rendered once and shared by every obligation over it.
+
+    `body` is the unnamed form, one `(assert A)` line per fact (no newline inside an
+    assertion); the named form (for unsat cores) is rendered from it on demand, so a
+    large config keeps one string per scope instead of a tuple of strings per fact."""
+
+    body: str
+    names: tuple[str, ...]
+    cites: tuple[Cite | None, ...]
+
+    def lines(self, named: bool) -> list[str]:
+        if not self.body:
+            return []
+        lines = self.body.split("\n")
+        if not named:
+            return lines
+        # "(assert A)" -> "(assert (! A :named n))"
+        return [f"(assert (! {ln[8:-1]} :named {n}))"
+                for ln, n in zip(lines, self.names, strict=True)]
+
+    def items(self) -> list[tuple[str, str, Cite | None]]:
+        """(name, assertion, place) per fact, in order."""
+        lines = self.body.split("\n") if self.body else []
+        return [(n, ln[8:-1], c) for ln, n, c in zip(lines, self.names, self.cites,
+                                                      strict=True)]
+
+
+def fact_block(items: list[tuple[str, str, Cite | None]]) -> FactBlock:
+    for _, a, _ in items:
+        if "\n" in a:
+            raise ValueError(f"internal: a fact spans lines: {a!r}")
+    return FactBlock("\n".join(f"(assert {a})" for _, a, _ in items),
+                     tuple(n for n, _, _ in items), tuple(c for _, _, c in items))
+
+
 @dataclass(slots=True)
 class Obligation:
     rule: str
     scope: str
-    facts: list[tuple[str, str, Cite | None]]  # (name, assertion, place)
+    facts: FactBlock
     decls: list[str]
     defs: list[str]  # definitions of candidate/aux variables (not facts)
     violation: str
@@ -76,9 +113,9 @@ class Obligation:
         """The query (without check-sat): declarations, facts, definitions, violation."""
         out = list(self.decls)
         if named:
-            out += [f"(assert (! {a} :named {n}))" for n, a, _ in self.facts]
-        else:
-            out += [f"(assert {a})" for _, a, _ in self.facts]
+            out += self.facts.lines(True)
+        elif self.facts.body:
+            out.append(self.facts.body)
         out += self.defs
         out.append(f"(assert {self.violation})")
         return "\n".join(out) + "\n"
@@ -167,6 +204,9 @@ def _structural(facts: Facts) -> list[Obligation]:
             (v, f"(and {pair} {sym} (haspar {tgt}) (or (< (dm {v}) 0) (< (dm {tgt}) 0)))",
              f"{path} <-> {tpath}: an end in no domain Xen created"))
     out = []
+    # Every visit has a candidate for each of these rules, so the facts of one domain's
+    # visits are the same for all six: rendered once per domain and shared.
+    blocks: dict[int, FactBlock] = {}
     for rule in (R.XEN_PROP_MISSING, R.XEN_PROP_SHORT, R.XEN_PEER_UNKNOWN,
                  R.XEN_PEER_ASYMMETRIC, R.XEN_PEER_ROOT, R.XEN_DOMAIN_UNKNOWN):
         # One query per domain of the visited node: small queries, linear in total.
@@ -175,24 +215,27 @@ def _structural(facts: Facts) -> list[Obligation]:
             groups[nodes[item[0]].dom].append(item)
         for dom in sorted(groups):
             items = groups[dom]
-            fs = _FactSet(facts)
+            fs = _FactSet(facts) if dom not in blocks else None
             cands: list[Candidate] = []
             defs: list[str] = []
             for v, cond, msg in items:
-                fs.node(v, "hp", "nb", "tg", "ph", "dm")
                 t = nodes[v].target
-                if t >= 0:
-                    fs.node(t, "hp", "nb", "c1", "par", "dm")
+                if fs is not None:
+                    fs.node(v, "hp", "nb", "tg", "ph", "dm")
+                    if t >= 0:
+                        fs.node(t, "hp", "nb", "c1", "par", "dm")
                 name = f"v{v}"
                 defs.append(f"(declare-const {name} Bool)\n(assert (= {name} {cond}))")
                 nv = nodes[v]
                 cites = [nv.cites["prop"]] + ([nodes[t].cites["ref"]] if t >= 0 else [])
                 cands.append(Candidate(name, msg, cites))
+            if fs is not None:
+                blocks[dom] = fact_block(fs.items)
             violation = "(or " + " ".join(c.var for c in cands) + ")" if len(cands) > 1 \
                 else cands[0].var
             scope = (f"visits in d{dom} ({facts.domains[dom].name})" if dom >= 0
                      else "visits in no created domain")
-            out.append(Obligation(rule, scope, fs.items, [DECLS], defs, violation, cands))
+            out.append(Obligation(rule, scope, blocks[dom], [DECLS], defs, violation, cands))
     return out
 
 
@@ -254,7 +297,13 @@ def _port_domain(facts: Facts, d: int, scope: str, evs: list[_Event]) -> list[Ob
     nodes = facts.nodes
     out: list[Obligation] = []
 
-    def base(with_other_side: bool) -> _FactSet:
+    blocks: dict[bool, FactBlock] = {}
+
+    def base(with_other_side: bool) -> FactBlock:
+        """The domain's facts (and its peers' with `with_other_side`), shared by its
+        obligations."""
+        if with_other_side in blocks:
+            return blocks[with_other_side]
         fs = _FactSet(facts)
         fs.dom(d)
         for e in evs:
@@ -263,15 +312,16 @@ def _port_domain(facts: Facts, d: int, scope: str, evs: list[_Event]) -> list[Ob
                 other = e.att.b if e.side == "A" else e.att.a
                 fs.node(other, "c0")
                 fs.dom(nodes[other].dom)
-        return fs
+        blocks[with_other_side] = fact_block(fs.items)
+        return blocks[with_other_side]
 
-    def ob(rule: str, fs: _FactSet, cands: list[Candidate], defs: list[str],
+    def ob(rule: str, fs: FactBlock, cands: list[Candidate], defs: list[str],
            extra: list[str] | None = None) -> None:
         if not cands:
             return
         viol = "(or " + " ".join(c.var for c in cands) + ")" if len(cands) > 1 \
             else cands[0].var
-        out.append(Obligation(rule, scope, fs.items, [DECLS, *(extra or [])], defs, viol,
+        out.append(Obligation(rule, scope, fs, [DECLS, *(extra or [])], defs, viol,
                               cands))
 
     def cand(name: str, cond: str, msg: str, cites: list[Cite]) -> tuple[str, Candidate]:
@@ -424,7 +474,7 @@ def _port_domain(facts: Facts, d: int, scope: str, evs: list[_Event]) -> list[Ob
         zd.append(df)
         zc.append(c)
     if zc:
-        out.append(Obligation(R.EVT_PORT_ZERO, scope, mfs.items, [DECLS, *mextra],
+        out.append(Obligation(R.EVT_PORT_ZERO, scope, mfs, [DECLS, *mextra],
                               [*mdefs, *zd], "(or " + " ".join(c.var for c in zc)
                               + " false)", zc))
 
@@ -433,7 +483,7 @@ def _port_domain(facts: Facts, d: int, scope: str, evs: list[_Event]) -> list[Ob
     terms += [c.var for c in lz]
     if terms:
         viol = terms[0] if len(terms) == 1 else "(or " + " ".join(terms) + ")"
-        out.append(Obligation(R.EVT_PORT_BUSY, scope, mfs.items, [DECLS, *mextra], mdefs,
+        out.append(Obligation(R.EVT_PORT_BUSY, scope, mfs, [DECLS, *mextra], mdefs,
                               viol, lz, pairs, aux))
     return out
 
@@ -460,7 +510,7 @@ def _lost(facts: Facts) -> list[Obligation]:
                                    [e.cite]))
         viol = "(or " + " ".join(c.var for c in cands) + ")" if len(cands) > 1 \
             else cands[0].var
-        out.append(Obligation(rule, "all endpoints", items,
+        out.append(Obligation(rule, "all endpoints", fact_block(items),
                               ["(declare-fun inch (Int) Bool)\n(declare-fun inv (Int) Bool)"],
                               defs, viol, cands))
     return out
@@ -472,7 +522,7 @@ def _listed(rule: str, cites: list[Cite], what: str) -> Obligation:
     decls = [f"(declare-const e{j} Bool)" for j in range(len(cites))]
     cands = [Candidate(f"e{j}", f"{c.node}: {what}", [c]) for j, c in enumerate(cites)]
     viol = "(or " + " ".join(c.var for c in cands) + ")" if len(cands) > 1 else cands[0].var
-    return Obligation(rule, "all", items, decls, [], viol, cands)
+    return Obligation(rule, "all", fact_block(items), decls, [], viol, cands)
 
 
 def obligations(facts: Facts) -> list[Obligation]:
