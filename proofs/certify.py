@@ -11,8 +11,9 @@ places that force the violation). `unknown` (timeout) is never a proof.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, BinaryIO
 
 import z3
 
@@ -150,12 +151,22 @@ def core(ob: Obligation, negate: bool, timeout_ms: int) -> list[Cite]:
 def run(obs: list[Obligation], timeout_s: float = 0.0, explain: bool = False,
         cores: bool = True) -> list[RuleReport]:
     """Discharge every obligation, rule by rule."""
-    timeout_ms = int(timeout_s * 1000) if timeout_s > 0 else 0
     by_rule: dict[str, list[Obligation]] = {}
     for ob in obs:
         by_rule.setdefault(ob.rule, []).append(ob)
+    return run_groups(by_rule.items(), timeout_s, explain, cores)
+
+
+def run_groups(groups: Iterable[tuple[str, list[Obligation]]], timeout_s: float = 0.0,
+               explain: bool = False, cores: bool = True,
+               done: Callable[[RuleReport], None] | None = None,
+               release: bool = False) -> list[RuleReport]:
+    """Discharge each rule's obligations as `groups` yields them. `done` sees each
+    rule's report as soon as it is decided (to stream the certificate); with `release`
+    the queries are then dropped, so only one rule's text is ever held."""
+    timeout_ms = int(timeout_s * 1000) if timeout_s > 0 else 0
     reports = []
-    for rule, group in by_rule.items():
+    for rule, group in groups:
         t0 = time.perf_counter()
         answers = eval_script(_script(group, timeout_ms))
         if len(answers) != len(group):
@@ -173,29 +184,55 @@ def run(obs: list[Obligation], timeout_s: float = 0.0, explain: bool = False,
             verdicts.append(v)
         from .encode import CLAIMS
 
-        reports.append(RuleReport(rule, CLAIMS.get(rule, rule), verdicts,
-                                  time.perf_counter() - t0))
+        report = RuleReport(rule, CLAIMS.get(rule, rule), verdicts, time.perf_counter() - t0)
+        reports.append(report)
+        if done is not None:
+            done(report)
+        if release:
+            for ob in group:
+                ob.release()
     return reports
+
+
+CERT_HEADER = (
+    "; evtchn-spec proof certificate (format 1)\n"
+    "; source: {source}\n"
+    "; Each block is one obligation: the facts of one scope, and a violation of\n"
+    "; one rule of spec/binding.md. 'unsat' proves the rule for the scope.\n"
+    "; A checker runs this file and compares its check-sat answers, in order,\n"
+    "; with the ';! expect' lines.\n"
+    f"(set-logic {LOGIC})\n")
+CERT_END = "(exit)\n"
+
+
+def _cert_block(n: int, ob: Obligation, answer: str) -> str:
+    return (f"; obligation {n}: {ob.rule} in {ob.scope}\n;! expect {answer}\n(push 1)\n"
+            + ob.text(False) + "(check-sat)\n(pop 1)\n")
+
+
+class CertificateWriter:
+    """The certificate written as the rules are decided (same text as `certificate`)."""
+
+    def __init__(self, fh: BinaryIO, source: str) -> None:
+        self.fh = fh
+        self.n = 0
+        fh.write(CERT_HEADER.format(source=source).encode())
+
+    def rule(self, report: RuleReport) -> None:
+        for v in report.verdicts:
+            self.fh.write(_cert_block(self.n, v.ob, v.answer).encode())
+            self.n += 1
+
+    def close(self) -> None:
+        self.fh.write(CERT_END.encode())
 
 
 def certificate(obs: list[Obligation], reports: list[RuleReport], source: str) -> str:
     """A self-contained SMT-LIB 2 script: every query, with the answer Z3 gave as a
     comment and an echo, so another solver's output can be compared line by line."""
     answer = {id(v.ob): v.answer for r in reports for v in r.verdicts}
-    parts = [
-        "; evtchn-spec proof certificate (format 1)\n",
-        f"; source: {source}\n",
-        "; Each block is one obligation: the facts of one scope, and a violation of\n",
-        "; one rule of spec/binding.md. 'unsat' proves the rule for the scope.\n",
-        "; A checker runs this file and compares its check-sat answers, in order,\n",
-        "; with the ';! expect' lines.\n",
-        f"(set-logic {LOGIC})\n",
-    ]
+    parts = [CERT_HEADER.format(source=source)]
     for n, ob in enumerate(obs):
-        parts.append(f"; obligation {n}: {ob.rule} in {ob.scope}\n")
-        parts.append(f";! expect {answer.get(id(ob), 'unknown')}\n")
-        parts.append("(push 1)\n")
-        parts.append(ob.text(False))
-        parts.append("(check-sat)\n(pop 1)\n")
-    parts.append("(exit)\n")
+        parts.append(_cert_block(n, ob, answer.get(id(ob), "unknown")))
+    parts.append(CERT_END)
     return "".join(parts)

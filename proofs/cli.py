@@ -14,7 +14,8 @@ import argparse
 import json
 import sys
 import time
-from typing import Any
+from collections.abc import Iterator
+from typing import Any, BinaryIO
 
 from ..cli import (
     EXIT_INPUT,
@@ -24,6 +25,7 @@ from ..cli import (
     UsageError,
     load_config,
     write_output,
+    write_output_stream,
 )
 
 FORMAT = 1
@@ -67,17 +69,40 @@ def _status_exit(status: str) -> int:
     return {"proved": EXIT_OK, "counterexample": EXIT_VIOLATION}.get(status, EXIT_UNKNOWN)
 
 
-def prove_config(cfg: Any, timeout: float, explain: bool, orders: str) -> dict[str, Any]:
-    """Everything `prove` reports, as the JSON document of spec/proofs.md."""
+def prove_config(cfg: Any, timeout: float, explain: bool, orders: str,
+                 certificate: BinaryIO | None = None) -> dict[str, Any]:
+    """Everything `prove` reports, as the JSON document of spec/proofs.md.
+
+    The obligations are built, discharged and dropped one rule at a time (the
+    certificate, if asked for, is written to `certificate` as each rule is decided),
+    so memory holds one rule's queries, not the whole config's."""
     # z3 takes ~70 ms to import: loaded here so that the other subcommands never pay it
     from . import certify, encode
     from .facts import build
 
     t0 = time.perf_counter()
     facts = build(cfg)
-    obs = encode.obligations(facts)
     t_enc = time.perf_counter() - t0
-    reports = certify.run(obs, timeout, explain=explain)
+
+    def timed_groups() -> Iterator[tuple[str, list[Any]]]:
+        nonlocal t_enc
+        groups = encode.rule_groups(facts)
+        while True:
+            t = time.perf_counter()
+            group = next(groups, None)
+            t_enc += time.perf_counter() - t
+            if group is None:
+                return
+            yield group
+
+    writer = certify.CertificateWriter(certificate, cfg.tree.source) \
+        if certificate is not None else None
+    reports = certify.run_groups(timed_groups(), timeout, explain=explain,
+                                 done=writer.rule if writer is not None else None,
+                                 release=True)
+    if writer is not None:
+        writer.close()
+    n_queries = sum(len(r.verdicts) for r in reports)
     seen = {r.rule for r in reports}
     doc_obs: list[dict[str, Any]] = []
     for r in reports:
@@ -118,9 +143,8 @@ def prove_config(cfg: Any, timeout: float, explain: bool, orders: str) -> dict[s
         "format": FORMAT, "file": cfg.tree.source, "xen": cfg.profile.name,
         "dialect": cfg.dialects_used, "verdict": verdict, "obligations": doc_obs,
         "universal": universal, "not_covered": list(NOT_COVERED),
-        "queries": len(obs), "seconds": {"encode": round(t_enc, 6),
+        "queries": n_queries, "seconds": {"encode": round(t_enc, 6),
                                          "total": round(time.perf_counter() - t0, 6)}}
-    doc["_obs"] = obs
     doc["_reports"] = reports
     return doc
 
@@ -174,12 +198,13 @@ def cmd_prove(args: argparse.Namespace) -> int:
         from .attack import cmd
 
         return cmd(args, cfg)
-    doc = prove_config(cfg, args.timeout, args.explain, args.orders)
     if args.certificate:
-        from . import certify
-
-        write_output(args.certificate,
-                     certify.certificate(doc["_obs"], doc["_reports"], cfg.tree.source))
+        docs: list[dict[str, Any]] = []
+        write_output_stream(args.certificate, lambda fh: docs.append(
+            prove_config(cfg, args.timeout, args.explain, args.orders, fh)))
+        doc = docs[0]
+    else:
+        doc = prove_config(cfg, args.timeout, args.explain, args.orders)
     if args.format == "json":
         sys.stdout.write(json.dumps(public(doc), indent=1) + "\n")
     else:

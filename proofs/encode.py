@@ -18,6 +18,7 @@ scopes are small (one domain at a time), so building and solving grow linearly.
 from __future__ import annotations
 
 from collections import defaultdict
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 from .. import rules as R
@@ -108,9 +109,13 @@ class Obligation:
     candidates: list[Candidate] = field(default_factory=list)
     pairs: list[tuple[str, str, Candidate]] = field(default_factory=list)  # BUSY keys
     aux: dict[str, str] = field(default_factory=dict)  # model values to report
+    released: bool = False
 
     def text(self, named: bool = False) -> str:
         """The query (without check-sat): declarations, facts, definitions, violation."""
+        if self.released:
+            raise RuntimeError(f"internal: the query of {self.rule} in {self.scope} "
+                               "was released after it was discharged")
         out = list(self.decls)
         if named:
             out += self.facts.lines(True)
@@ -119,6 +124,16 @@ class Obligation:
         out += self.defs
         out.append(f"(assert {self.violation})")
         return "\n".join(out) + "\n"
+
+    def release(self) -> None:
+        """Drop the query once discharged (its rule and scope stay for the report)."""
+        self.facts = NO_FACTS
+        self.decls, self.defs, self.violation = [], [], ""
+        self.candidates, self.pairs, self.aux = [], [], {}
+        self.released = True
+
+
+NO_FACTS = FactBlock("", (), ())
 
 
 def _b(v: bool) -> str:
@@ -173,52 +188,63 @@ class _FactSet:
         self.add(f"xs_{d}", f"(= (xs {d}) {_b(df.xenstore)})", df.cite)
 
 
-def _structural(facts: Facts) -> list[Obligation]:
-    """XEN-PROP-*, XEN-PEER-*, XEN-DOMAIN-UNKNOWN over every visit."""
+STRUCTURAL = (R.XEN_PROP_MISSING, R.XEN_PROP_SHORT, R.XEN_PEER_UNKNOWN,
+              R.XEN_PEER_ASYMMETRIC, R.XEN_PEER_ROOT, R.XEN_DOMAIN_UNKNOWN)
+PORT_PASSES = ((R.XEN_PEER_SELF,), (R.EVT_PORT_RANGE,), (R.EVT_PORT_XENSTORE,),
+               (R.EVT_PORT_ZERO, R.EVT_PORT_BUSY))
+
+
+def _visit_cond(facts: Facts, rule: str, v: int) -> tuple[str, str]:
+    """The violation of a structural rule at visit v, and its message."""
     nodes = facts.nodes
-    conds: dict[str, list[tuple[int, str, str]]] = defaultdict(list)
+    n = nodes[v]
+    t = n.target
+    okp = f"(and (hp {v}) (>= (nb {v}) 8))"
+    tgt = f"(tg {v})"
+    has_t = f"(>= {tgt} 0)"
+    okt = f"(and (hp {tgt}) (>= (nb {tgt}) 8))"
+    pair = f"(and {okp} {has_t} {okt})"
+    sym = f"(= (c1 {tgt}) (ph {v}))"
+    path = n.node.path
+    tpath = nodes[t].node.path if t >= 0 else "?"
+    if rule == R.XEN_PROP_MISSING:
+        return (f"(or (not (hp {v})) (and {okp} {has_t} (not (hp {tgt}))))",
+                f"{path} or its peer {tpath} has no xen,evtchn")
+    if rule == R.XEN_PROP_SHORT:
+        return (f"(or (and (hp {v}) (< (nb {v}) 8)) (and {okp} {has_t} (hp {tgt}) "
+                f"(< (nb {tgt}) 8)))", f"{path} or its peer {tpath}: xen,evtchn under 2 cells")
+    if rule == R.XEN_PEER_UNKNOWN:
+        return f"(and {okp} (< {tgt} 0))", f"{path}: its phandle names no node"
+    if rule == R.XEN_PEER_ASYMMETRIC:
+        return f"(and {pair} (not {sym}))", f"{path} -> {tpath}, which does not point back"
+    if rule == R.XEN_PEER_ROOT:
+        return f"(and {pair} {sym} (not (haspar {tgt})))", f"{path}: its peer is the root"
+    if rule == R.XEN_DOMAIN_UNKNOWN:
+        return (f"(and {pair} {sym} (haspar {tgt}) (or (< (dm {v}) 0) (< (dm {tgt}) 0)))",
+                f"{path} <-> {tpath}: an end in no domain Xen created")
+    raise ValueError(f"internal: {rule} is not a structural rule")
+
+
+def _structural(facts: Facts) -> Iterator[tuple[str, list[Obligation]]]:
+    """XEN-PROP-*, XEN-PEER-*, XEN-DOMAIN-UNKNOWN over every visit, one rule at a time
+    (a caller that discharges each rule before asking for the next holds one rule's
+    queries only)."""
+    nodes = facts.nodes
+    # One query per domain of the visited node: small queries, linear in total.
+    groups: dict[int, list[int]] = defaultdict(list)
     for v in facts.visits:
-        n = nodes[v]
-        t = n.target
-        okp = f"(and (hp {v}) (>= (nb {v}) 8))"
-        tgt = f"(tg {v})"
-        has_t = f"(>= {tgt} 0)"
-        okt = f"(and (hp {tgt}) (>= (nb {tgt}) 8))"
-        pair = f"(and {okp} {has_t} {okt})"
-        sym = f"(= (c1 {tgt}) (ph {v}))"
-        path = n.node.path
-        tpath = nodes[t].node.path if t >= 0 else "?"
-        conds[R.XEN_PROP_MISSING].append(
-            (v, f"(or (not (hp {v})) (and {okp} {has_t} (not (hp {tgt}))))",
-             f"{path} or its peer {tpath} has no xen,evtchn"))
-        conds[R.XEN_PROP_SHORT].append(
-            (v, f"(or (and (hp {v}) (< (nb {v}) 8)) (and {okp} {has_t} (hp {tgt}) "
-                f"(< (nb {tgt}) 8)))", f"{path} or its peer {tpath}: xen,evtchn under 2 cells"))
-        conds[R.XEN_PEER_UNKNOWN].append(
-            (v, f"(and {okp} (< {tgt} 0))", f"{path}: its phandle names no node"))
-        conds[R.XEN_PEER_ASYMMETRIC].append(
-            (v, f"(and {pair} (not {sym}))", f"{path} -> {tpath}, which does not point back"))
-        conds[R.XEN_PEER_ROOT].append(
-            (v, f"(and {pair} {sym} (not (haspar {tgt})))", f"{path}: its peer is the root"))
-        conds[R.XEN_DOMAIN_UNKNOWN].append(
-            (v, f"(and {pair} {sym} (haspar {tgt}) (or (< (dm {v}) 0) (< (dm {tgt}) 0)))",
-             f"{path} <-> {tpath}: an end in no domain Xen created"))
-    out = []
+        groups[nodes[v].dom].append(v)
     # Every visit has a candidate for each of these rules, so the facts of one domain's
     # visits are the same for all six: rendered once per domain and shared.
     blocks: dict[int, FactBlock] = {}
-    for rule in (R.XEN_PROP_MISSING, R.XEN_PROP_SHORT, R.XEN_PEER_UNKNOWN,
-                 R.XEN_PEER_ASYMMETRIC, R.XEN_PEER_ROOT, R.XEN_DOMAIN_UNKNOWN):
-        # One query per domain of the visited node: small queries, linear in total.
-        groups: dict[int, list[tuple[int, str, str]]] = defaultdict(list)
-        for item in conds.get(rule, []):
-            groups[nodes[item[0]].dom].append(item)
+    for rule in STRUCTURAL:
+        out = []
         for dom in sorted(groups):
-            items = groups[dom]
             fs = _FactSet(facts) if dom not in blocks else None
             cands: list[Candidate] = []
             defs: list[str] = []
-            for v, cond, msg in items:
+            for v in groups[dom]:
+                cond, msg = _visit_cond(facts, rule, v)
                 t = nodes[v].target
                 if fs is not None:
                     fs.node(v, "hp", "nb", "tg", "ph", "dm")
@@ -236,7 +262,8 @@ def _structural(facts: Facts) -> list[Obligation]:
             scope = (f"visits in d{dom} ({facts.domains[dom].name})" if dom >= 0
                      else "visits in no created domain")
             out.append(Obligation(rule, scope, blocks[dom], [DECLS], defs, violation, cands))
-    return out
+        if out:
+            yield rule, out
 
 
 @dataclass(slots=True)
@@ -247,8 +274,9 @@ class _Event:
     key: str  # SMT name of the port this event holds
 
 
-def _ports(facts: Facts) -> list[Obligation]:
-    """EVT-PORT-* and XEN-PEER-SELF, one query per rule and domain."""
+def _ports(facts: Facts, want: tuple[str, ...]) -> list[Obligation]:
+    """EVT-PORT-* and XEN-PEER-SELF, one query per rule and domain; only the rules in
+    `want`."""
     nodes = facts.nodes
     by_dom: dict[int, list[_Event]] = defaultdict(list)
     for at in facts.attempts:
@@ -261,7 +289,7 @@ def _ports(facts: Facts) -> list[Obligation]:
         evs = by_dom[d]
         df = facts.domains[d]
         scope = f"d{d} ({df.name})"
-        out += _port_domain(facts, d, scope, evs)
+        out += _port_domain(facts, d, scope, evs, want)
     return out
 
 
@@ -293,7 +321,8 @@ def _held_py(facts: Facts, at: Attempt) -> bool:
     return at.a != at.b and ok_a and ok_b
 
 
-def _port_domain(facts: Facts, d: int, scope: str, evs: list[_Event]) -> list[Obligation]:
+def _port_domain(facts: Facts, d: int, scope: str, evs: list[_Event],
+                 want: tuple[str, ...]) -> list[Obligation]:
     nodes = facts.nodes
     out: list[Obligation] = []
 
@@ -329,18 +358,19 @@ def _port_domain(facts: Facts, d: int, scope: str, evs: list[_Event]) -> list[Ob
             Candidate(name, msg, cites)
 
     # EVT-PORT-RANGE: an explicit port above the domain's limit.
-    fs, cands, defs = base(False), [], []
-    for e in evs:
-        n = nodes[e.node]
-        df, c = cand(f"r{e.att.time}{e.side}", f"(> (c0 {e.node}) (lim {d}))",
-                     f"{n.node.path}: port {n.port} > d{d}'s limit "
-                     f"{facts.domains[d].limit}", [n.cites["port"]])
-        defs.append(df)
-        cands.append(c)
-    ob(R.EVT_PORT_RANGE, fs, cands, defs)
+    if R.EVT_PORT_RANGE in want:
+        fs, cands, defs = base(False), [], []
+        for e in evs:
+            n = nodes[e.node]
+            df, c = cand(f"r{e.att.time}{e.side}", f"(> (c0 {e.node}) (lim {d}))",
+                         f"{n.node.path}: port {n.port} > d{d}'s limit "
+                         f"{facts.domains[d].limit}", [n.cites["port"]])
+            defs.append(df)
+            cands.append(c)
+        ob(R.EVT_PORT_RANGE, fs, cands, defs)
 
     # EVT-PORT-XENSTORE: port 1 where Xen already put the xenstore channel.
-    if facts.domains[d].xenstore:
+    if facts.domains[d].xenstore and R.EVT_PORT_XENSTORE in want:
         fs, cands, defs = base(False), [], []
         for e in evs:
             n = nodes[e.node]
@@ -352,6 +382,24 @@ def _port_domain(facts: Facts, d: int, scope: str, evs: list[_Event]) -> list[Ob
             defs.append(df)
             cands.append(c)
         ob(R.EVT_PORT_XENSTORE, fs, cands, defs)
+
+    # XEN-PEER-SELF: per self-linked attempt whose side A is in d.
+    if R.XEN_PEER_SELF in want:
+        sc: list[Candidate] = []
+        sd: list[str] = []
+        for e in evs:
+            if e.side == "A" and e.att.a == e.att.b:
+                a = e.att.a
+                na = nodes[a]
+                df, c = cand(f"s{e.att.time}", f"(and (not (= (c0 {a}) 0)) {_va(a, d)})",
+                             f"{na.node.path} is its own peer (port {na.port} in d{d} twice)",
+                             [na.cites["ref"]])
+                sd.append(df)
+                sc.append(c)
+        ob(R.XEN_PEER_SELF, base(True), sc, sd)
+
+    if R.EVT_PORT_ZERO not in want and R.EVT_PORT_BUSY not in want:
+        return out
 
     # The domain's port model: which port every event holds, in Xen's order. A port-0
     # request takes the lowest free port at that moment, which the solver works out.
@@ -438,20 +486,6 @@ def _port_domain(facts: Facts, d: int, scope: str, evs: list[_Event]) -> list[Ob
                 a_pos[at.time] = len(earlier)
             earlier.append((held, port))
 
-    # XEN-PEER-SELF: per self-linked attempt whose side A is in d.
-    sc: list[Candidate] = []
-    sd: list[str] = []
-    for e in evs:
-        if e.side == "A" and e.att.a == e.att.b:
-            a = e.att.a
-            na = nodes[a]
-            df, c = cand(f"s{e.att.time}", f"(and (not (= (c0 {a}) 0)) {_va(a, d)})",
-                         f"{na.node.path} is its own peer (port {na.port} in d{d} twice)",
-                         [na.cites["ref"]])
-            sd.append(df)
-            sc.append(c)
-    ob(R.XEN_PEER_SELF, base(True), sc, sd)
-
     # EVT-PORT-ZERO: side A asked for port 0 and side B (in d) got its own port, so
     # the bind names port 0 of side A's domain. Checked in side B's domain.
     zc: list[Candidate] = []
@@ -525,15 +559,29 @@ def _listed(rule: str, cites: list[Cite], what: str) -> Obligation:
     return Obligation(rule, "all", fact_block(items), decls, [], viol, cands)
 
 
+def rule_groups(facts: Facts) -> Iterator[tuple[str, list[Obligation]]]:
+    """Every obligation of the config, one rule at a time in RULE_ORDER, built only when
+    asked for: a caller that discharges (and drops) each rule before the next keeps one
+    rule's queries in memory, not the whole config's."""
+    yield from _structural(facts)
+    for want in PORT_PASSES:
+        obs = _ports(facts, want)
+        for rule in want:
+            group = [o for o in obs if o.rule == rule]
+            if group:
+                yield rule, group
+        del obs
+    for ob in _lost(facts):
+        yield ob.rule, [ob]
+    if facts.xenstore_without_domain:
+        yield R.DOM_XENSTORE, [_listed(
+            R.DOM_XENSTORE, facts.xenstore_without_domain,
+            "xen,enhanced asks for xenstore and no xenstore domain exists")]
+    if facts.seed_nodes and facts.config.dialect_mode == "auto":
+        yield R.SEED_UNMERGED, [_listed(R.SEED_UNMERGED, facts.seed_nodes,
+                                        "a seed-dialect node, which Xen 4.17 skips")]
+
+
 def obligations(facts: Facts) -> list[Obligation]:
     """Every obligation of the config, in RULE_ORDER."""
-    obs = _structural(facts) + _ports(facts) + _lost(facts)
-    if facts.xenstore_without_domain:
-        obs.append(_listed(R.DOM_XENSTORE, facts.xenstore_without_domain,
-                           "xen,enhanced asks for xenstore and no xenstore domain exists"))
-    if facts.seed_nodes and facts.config.dialect_mode == "auto":
-        obs.append(_listed(R.SEED_UNMERGED, facts.seed_nodes,
-                           "a seed-dialect node, which Xen 4.17 skips"))
-    rank = {r: i for i, r in enumerate(RULE_ORDER)}
-    obs.sort(key=lambda o: rank.get(o.rule, 99))
-    return obs
+    return [ob for _, group in rule_groups(facts) for ob in group]
