@@ -72,6 +72,28 @@ def _script(obs: list[Obligation], timeout_ms: int, named: bool = False,
     return "".join(parts)
 
 
+# Queries go to Z3 in scripts of about this many characters: a fresh context per
+# script keeps Z3's own memory bounded by the batch, not by the rule (each query is
+# push/pop isolated, so the batching does not change any answer).
+BATCH_CHARS = 1 << 20
+
+
+def _answers(group: list[Obligation], timeout_ms: int) -> list[str]:
+    """The check-sat answers of a rule's obligations, in order."""
+    answers: list[str] = []
+    batch: list[Obligation] = []
+    size = 0
+    for ob in group:
+        batch.append(ob)
+        size += ob.text_size()
+        if size >= BATCH_CHARS:
+            answers += eval_script(_script(batch, timeout_ms))
+            batch, size = [], 0
+    if batch:
+        answers += eval_script(_script(batch, timeout_ms))
+    return answers
+
+
 def eval_script(script: str) -> list[str]:
     """Run an SMT-LIB script inside Z3; the answers of its check-sat commands."""
     ctx = z3.Context()
@@ -168,7 +190,7 @@ def run_groups(groups: Iterable[tuple[str, list[Obligation]]], timeout_s: float 
     reports = []
     for rule, group in groups:
         t0 = time.perf_counter()
-        answers = eval_script(_script(group, timeout_ms))
+        answers = _answers(group, timeout_ms)
         if len(answers) != len(group):
             raise RuntimeError(f"internal: {len(answers)} answers for {len(group)} queries")
         verdicts = []

@@ -125,6 +125,11 @@ class Obligation:
         out.append(f"(assert {self.violation})")
         return "\n".join(out) + "\n"
 
+    def text_size(self) -> int:
+        """About len(text()), without rendering it."""
+        return (sum(len(x) + 1 for x in self.decls) + len(self.facts.body)
+                + sum(len(x) + 1 for x in self.defs) + len(self.violation) + 10)
+
     def release(self) -> None:
         """Drop the query once discharged (its rule and scope stay for the report)."""
         self.facts = NO_FACTS
