@@ -557,7 +557,7 @@ def _lost(facts: Facts) -> list[Obligation]:
 
 def _listed(rule: str, cites: list[Cite], what: str) -> Obligation:
     items: list[tuple[str, str, Cite | None]] = [
-        (f"e{j}", f"(= e{j} true)", c) for j, c in enumerate(cites)]
+        (f"in_{j}", f"(= e{j} true)", c) for j, c in enumerate(cites)]
     decls = [f"(declare-const e{j} Bool)" for j in range(len(cites))]
     cands = [Candidate(f"e{j}", f"{c.node}: {what}", [c]) for j, c in enumerate(cites)]
     viol = "(or " + " ".join(c.var for c in cands) + ")" if len(cands) > 1 else cands[0].var
