@@ -70,8 +70,12 @@ class FactBlock:
     large config keeps one string per scope instead of a tuple of strings per fact."""
 
     body: str
-    names: tuple[str, ...]
+    names_text: str  # the fact names, one a line (one string, not one object per fact)
     cites: tuple[Cite | None, ...]
+
+    @property
+    def names(self) -> list[str]:
+        return self.names_text.split("\n") if self.body else []
 
     def lines(self, named: bool) -> list[str]:
         if not self.body:
@@ -91,11 +95,11 @@ class FactBlock:
 
 
 def fact_block(items: list[tuple[str, str, Cite | None]]) -> FactBlock:
-    for _, a, _ in items:
-        if "\n" in a:
-            raise ValueError(f"internal: a fact spans lines: {a!r}")
+    for n, a, _ in items:
+        if "\n" in a or "\n" in n:
+            raise ValueError(f"internal: a fact spans lines: {n} {a!r}")
     return FactBlock("\n".join(f"(assert {a})" for _, a, _ in items),
-                     tuple(n for n, _, _ in items), tuple(c for _, _, c in items))
+                     "\n".join(n for n, _, _ in items), tuple(c for _, _, c in items))
 
 
 @dataclass(slots=True)
@@ -138,7 +142,7 @@ class Obligation:
         self.released = True
 
 
-NO_FACTS = FactBlock("", (), ())
+NO_FACTS = FactBlock("", "", ())
 
 
 def _b(v: bool) -> str:
