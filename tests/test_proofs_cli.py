@@ -147,6 +147,24 @@ def test_universal_claims_find_the_orders_that_break(capsys: pytest.CaptureFixtu
     assert zero["needs"] == ["domU3 comes before domU2"]
 
 
+def test_universal_claims_with_peers_outside_chosen(capsys: pytest.CaptureFixture[str]) -> None:
+    """A peer outside /chosen has no place in the order (it was an internal error):
+    its channel is made when its visited end is reached, and the orders that break
+    really break in the reference boot."""
+    path = Path("tests/data/proofs/peer-outside-chosen.dts")
+    rc, out, _ = run(capsys, "prove", str(path), "--format", "json")
+    doc = json.loads(out)
+    assert all(o["status"] == "proved" for o in doc["obligations"])
+    assert boot(Config.from_tree(load(str(path)), xen_profile("4.17"))).outcome == "booted"
+    u = doc["universal"]
+    assert rc == 1 and u["status"] == "counterexample" and u["findings"]
+    for f in u["findings"]:
+        res = boot(_reorder(path, f["order"]))
+        assert res.failure is not None and res.failure.rule == f["rule"], f
+    rc, out, _ = run(capsys, "prove", str(XEN / "outside-chosen-dom0.dts"), "--format", "json")
+    assert rc == 0 and json.loads(out)["universal"]["status"] == "proved"
+
+
 def test_universal_claims_proved_when_order_free(capsys: pytest.CaptureFixture[str]) -> None:
     rc, out, _ = run(capsys, "prove", str(XEN / "three-domains-ring.dts"), "--format", "json",
                      "--orders", "on")
