@@ -15,6 +15,11 @@ if ! command -v dtc >/dev/null 2>&1 || ! command -v cpp >/dev/null 2>&1; then
   as_root apt-get install -y -qq device-tree-compiler cpp >/dev/null
 fi
 python3 -m pip install -q --disable-pip-version-check -e '.[test]'
+# An editable install leaves the bytecode to the first runs, which never write it where
+# PYTHONDONTWRITEBYTECODE is set (then every command compiles ~4,000 lines again,
+# ~0.1 s); compile it once now, as `pip install` does for a regular install. Python
+# still checks each file's timestamp, so an edited source is never run stale.
+python3 -m compileall -q refimpl grammar proofs conformance >/dev/null
 if [ "${EVTCHN_SPEC_NO_XEN:-0}" != 1 ]; then
   sh conformance/install.sh
 fi
