@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 from .dtb import paused_gc
@@ -41,17 +41,34 @@ def to_json(tree: Tree) -> dict[str, Any]:
 
 def to_json_text(tree: Tree) -> str:
     """`to_json` serialised deterministically (key order is tree order), one node per
-    line: readable and diff-friendly. Names are nearly always plain (dtc allows only
-    a few punctuation characters), so they are quoted directly; anything else goes
-    through `json.dumps`. Hex values never need escaping."""
-    with paused_gc():
-        doc = to_json(tree)
+    line: readable and diff-friendly."""
+    return "".join(json_chunks(tree))
+
+
+def json_chunks(tree: Tree, lines_per_chunk: int = 1024) -> Iterator[str]:
+    """The text of `to_json_text` in pieces, made as the tree is walked, so a big tree's
+    JSON is never held whole (nor its dict). Names are nearly always plain (dtc allows
+    only a few punctuation characters), so they are quoted directly; anything else
+    goes through `json.dumps`. Hex values never need escaping."""
     q = _json_str
-    lines = [
-        f"  {q(path)}: {{" + ", ".join(f'{q(k)}: "{v}"' for k, v in props.items()) + "}"
-        for path, props in doc["nodes"].items()
-    ]
-    return f'{{"format": {doc["format"]}, "nodes": {{\n' + ",\n".join(lines) + "\n}}\n"
+    lines: list[str] = []
+    sep = ""
+    yield f'{{"format": {JSON_FORMAT}, "nodes": {{\n'
+    with paused_gc():
+        stack: list[tuple[Node, str]] = [(tree.root, "/")]
+        while stack:
+            node, path = stack.pop()
+            lines.append(f"{sep}  {q(path)}: {{"
+                         + ", ".join(f'{q(p.name)}: "{p.value.hex()}"' for p in node.prop_list())
+                         + "}")
+            sep = ",\n"
+            if len(lines) >= lines_per_chunk:
+                yield "".join(lines)
+                lines = []
+            prefix = path if path == "/" else path + "/"
+            stack.extend((c, prefix + c.name) for c in reversed(node.child_nodes()))
+    lines.append("\n}}\n")
+    yield "".join(lines)
 
 
 _PLAIN = re.compile(r"[A-Za-z0-9,._+\-@#?*/ ]*")

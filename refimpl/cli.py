@@ -62,10 +62,16 @@ def write_output(out: str | None, data: bytes | str) -> None:
     tmp.replace(out)
 
 
-def write_output_stream(out: str | None, write: Callable[[BinaryIO], None]) -> None:
-    """`write_output` for a writer that streams (and seeks) into a binary file: a big
-    output is never held in memory whole (stdout, which cannot seek, gets a buffer)."""
+def write_output_stream(out: str | None, write: Callable[[BinaryIO], None],
+                        seeks: bool = True) -> None:
+    """`write_output` for a writer that streams into a binary file: a big output is
+    never held in memory whole (stdout, which cannot seek, gets a buffer if the writer
+    `seeks`)."""
     if out is None or out == "-":
+        if not seeks:
+            write(sys.stdout.buffer)
+            sys.stdout.flush()
+            return
         buf = io.BytesIO()
         write(buf)
         sys.stdout.buffer.write(buf.getbuffer())
@@ -101,7 +107,11 @@ def cmd_dump(args: argparse.Namespace) -> int:
     elif args.format == "dts":
         write_output(args.output, dump.to_dts(tree))
     else:
-        write_output(args.output, dump.to_json_text(tree))
+        def write_json(fh: BinaryIO) -> None:
+            for chunk in dump.json_chunks(tree):
+                fh.write(chunk.encode())
+
+        write_output_stream(args.output, write_json, seeks=False)
     return EXIT_OK
 
 

@@ -9,9 +9,10 @@ import subprocess
 from pathlib import Path
 
 from evtchn_spec.grammar.dtb import read_dtb, write_dtb
-from evtchn_spec.grammar.dump import to_json, to_json_text
+from evtchn_spec.grammar.dump import json_chunks, to_json, to_json_text
 from evtchn_spec.grammar.tree import Tree
 from hypothesis import given, settings
+from hypothesis import strategies as st
 from test_dtb_writer import SAMPLE_DTS, dtc, trees
 
 FDTGET = shutil.which("fdtget")
@@ -35,6 +36,17 @@ def test_json_lists_every_node_and_property_in_tree_order(tree: Tree) -> None:
     # The text form is that object, deterministic, and the same from the DTB.
     assert json.loads(to_json_text(tree)) == doc
     assert to_json_text(tree) == to_json_text(read_dtb(write_dtb(tree), "x.dtb"))
+
+
+@settings(max_examples=100, deadline=None)
+@given(trees(), st.integers(min_value=1, max_value=5))
+def test_streamed_json_is_the_document_whatever_the_chunking(tree: Tree, per_chunk: int
+                                                              ) -> None:
+    """`dump` writes the JSON in chunks as it walks the tree (never the whole text or
+    dict at once): any chunking gives the same text, and that text is `to_json`."""
+    text = "".join(json_chunks(tree, per_chunk))
+    assert text == to_json_text(tree)
+    assert json.loads(text) == to_json(tree)
 
 
 def test_empty_property_is_the_empty_string() -> None:
