@@ -240,24 +240,30 @@ def diff_case(impl: Impl, vdir: Path, case_id: str) -> CaseResult:
     res = CaseResult(case_id)
     meta = json.loads((cdir / "meta.json").read_text(encoding="utf-8"))
     dtb = cdir / "input.dtb"
-    got, err = impl.call(boot_argv(dtb, meta))
+    pair = _call(impl, res, "boot", boot_argv(dtb, meta), cdir / "boot.json")
+    if pair is None:
+        return res
+    res.differences += boot_differences(case_id, "boot", "", *pair)
+    if (cdir / "trace.json").is_file():
+        pair = _call(impl, res, "run", run_argv(dtb, cdir / "trace.json", meta),
+                     cdir / "run.json")
+        if pair is None:
+            return res
+        res.differences += run_differences(case_id, *pair)
+    return res
+
+
+def _call(impl: Impl, res: CaseResult, what: str, argv: list[str], expected: Path
+          ) -> tuple[dict[str, Any], dict[str, Any]] | None:
+    """One call of the implementation, counted: (expected, got), or None with the
+    failure in res.error."""
+    got, err = impl.call(argv)
     res.calls += 1
     if err is not None:
-        res.error = f"boot: {err}"
-        return res
+        res.error = f"{what}: {err}"
+        return None
     assert got is not None
-    expected = json.loads((cdir / "boot.json").read_text(encoding="utf-8"))
-    res.differences += boot_differences(case_id, "boot", "", expected, got)
-    if (cdir / "trace.json").is_file():
-        got, err = impl.call(run_argv(dtb, cdir / "trace.json", meta))
-        res.calls += 1
-        if err is not None:
-            res.error = f"run: {err}"
-            return res
-        assert got is not None
-        expected = json.loads((cdir / "run.json").read_text(encoding="utf-8"))
-        res.differences += run_differences(case_id, expected, got)
-    return res
+    return json.loads(expected.read_text(encoding="utf-8")), got
 
 
 def case_ids(vdir: Path, suites: list[str] | None) -> list[str]:
