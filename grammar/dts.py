@@ -367,23 +367,17 @@ _K_BYTES = PIECE_KIND_INDEX[PieceKind.BYTES]
 
 
 class _Pos:
-    """Positions of offsets in `text` (one token), from the line and column of offset
-    `base`; `multiline` says whether a newline can lie between base and the offsets asked.
-    Offsets asked in increasing order cost the text between them only (a value of 40k
-    lines stays linear)."""
+    """Positions of offsets in `text` (one token, possibly of several lines), from the
+    line and column of offset `base`. Offsets asked in increasing order cost the text
+    between them only (a value of 40k lines stays linear)."""
 
-    __slots__ = ("base", "cb", "col0", "fname", "k", "kline", "knl", "line0", "multiline",
-                 "text")
+    __slots__ = ("base", "cb", "k", "kline", "knl", "line0", "text")
 
-    def __init__(self, text: str, base: int, fname: str, line0: int, col0: int,
-                 multiline: bool) -> None:
+    def __init__(self, text: str, base: int, line0: int, col0: int) -> None:
         self.text = text
         self.base = base
-        self.fname = fname
         self.line0 = line0
-        self.col0 = col0
         self.cb = col0 - base  # column = cb + offset, on the first line
-        self.multiline = multiline
         # the last offset asked: its line, and the last newline before it (-1: none)
         self.k = base
         self.kline = line0
@@ -391,8 +385,6 @@ class _Pos:
 
     def lc(self, start: int) -> tuple[int, int]:
         """The line and column of offset start."""
-        if not self.multiline:
-            return self.line0, self.cb + start
         text = self.text
         if start < self.k:
             self.k, self.kline, self.knl = self.base, self.line0, -1
@@ -403,18 +395,11 @@ class _Pos:
         self.k = start
         return self.kline, (self.cb + start) if self.knl < 0 else start - self.knl
 
-    def at(self, start: int, end: int) -> Span:
-        line, col = self.lc(start)
-        return Span(self.fname, line, col, line, col + end - start)
-
     def span_ints(self, start: int, end: int) -> tuple[int, int, int, int]:
         """From offset start to offset end (end on the same line as the char before it)."""
         line, col = self.lc(start)
         eline, ecol = self.lc(end - 1)
         return line, col, eline, ecol + 1
-
-    def span(self, start: int, end: int) -> Span:
-        return Span(self.fname, *self.span_ints(start, end))
 
 
 def _tok_pos(ctx: _Ctx, tok: Token) -> tuple[str, str, int, int]:
@@ -431,7 +416,7 @@ def _simple_cells(ctx: _Ctx, tok: Token) -> tuple[str, bytes, list[Marker], Piec
     """A SIMPLECELLS token: a plain `< >` list of 32-bit numbers and references."""
     text, fname, line, col = _tok_pos(ctx, tok)
     # a newline in the trailing whitespace moves no position inside the token
-    pos = _Pos(text, 0, fname, line, col, True) if "\n" in text.rstrip(_SPACE) else None
+    pos = _Pos(text, 0, line, col) if "\n" in text.rstrip(_SPACE) else None
     out = bytearray()
     markers: list[Marker] = []
     flat: list[int] = []
@@ -506,7 +491,7 @@ def _stmt(ctx: _Ctx, text: str, i: int, eol: int, fname: str, line0: int, c0: in
         ch = text[i]
         if ch == "<":
             if text.index(">", i) > eol and pos is None:
-                pos = _Pos(text, start, fname, line0, c0, True)
+                pos = _Pos(text, start, line0, c0)
             i = _cells_into(text, i, fname, line0, cb, pos, out, markers, flat)
         else:
             end = (_STRING.match(text, i).end()  # type: ignore[union-attr]
@@ -515,7 +500,7 @@ def _stmt(ctx: _Ctx, text: str, i: int, eol: int, fname: str, line0: int, c0: in
                 sp = (line0, cb + i, line0, cb + end)
             else:
                 if pos is None:
-                    pos = _Pos(text, start, fname, line0, c0, True)
+                    pos = _Pos(text, start, line0, c0)
                 sp = pos.span_ints(i, end)
             if ch == '"':
                 data = _strdata(text, i, end, fname, sp)
@@ -534,7 +519,7 @@ def _stmt(ctx: _Ctx, text: str, i: int, eol: int, fname: str, line0: int, c0: in
         span = (line0, c0, line0, cb + i + 1)
     else:
         if pos is None:
-            pos = _Pos(text, start, fname, line0, c0, True)
+            pos = _Pos(text, start, line0, c0)
         span = pos.span_ints(start, i + 1)
     value = bytes(out)
     if len(value) <= 32 and not markers:
