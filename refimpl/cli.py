@@ -53,16 +53,10 @@ def load_tree(args: argparse.Namespace, *, symbols: bool = False) -> Tree:
 def write_output(out: str | None, data: bytes | str) -> None:
     """Write to OUT (never over an input file) or to stdout."""
     raw = data.encode() if isinstance(data, str) else data
-    if out is None or out == "-":
-        sys.stdout.buffer.write(raw)
-        sys.stdout.flush()
-        return
-    tmp = Path(out + ".tmp")
-    tmp.write_bytes(raw)
-    tmp.replace(out)
+    write_output_stream(out, lambda fh: fh.write(raw), seeks=False)
 
 
-def write_output_stream(out: str | None, write: Callable[[BinaryIO], None],
+def write_output_stream(out: str | None, write: Callable[[BinaryIO], object],
                         seeks: bool = True) -> None:
     """`write_output` for a writer that streams into a binary file: a big output is
     never held in memory whole (stdout, which cannot seek, gets a buffer if the writer
