@@ -1,10 +1,14 @@
 #!/bin/sh
 # Install what `evtchn-spec xen` needs, all from Debian 12's registry:
 #   qemu-system-aarch64 (qemu-system-arm), the aarch64 cross compiler
-#   (gcc-aarch64-linux-gnu), dtc (device-tree-compiler), and Xen 4.17's arm64
+#   (gcc-aarch64-linux-gnu, binutils-aarch64-linux-gnu), dtc (device-tree-compiler),
+#   and Xen 4.17's arm64
 #   hypervisor (xen-hypervisor-4.17-arm64, downloaded and unpacked into the
 #   cache, never installed: it is a foreign-architecture boot file).
-# Idempotent and quiet; exits non-zero with one clear line when something fails.
+# Every package is named here and installed with --no-install-recommends: nothing may
+# come from a Recommends (QEMU is always started with -nic none, so it needs no option
+# ROM from ipxe-qemu). Idempotent and quiet; exits non-zero with one clear line when
+# something fails.
 # Needs root (apt-get). Cache: $EVTCHN_SPEC_CACHE or ${XDG_CACHE_HOME:-~/.cache}/evtchn-spec.
 set -eu
 

@@ -29,6 +29,10 @@ from .tools import Tools, cache_dir, guest_image
 MACHINE = "virt,gic-version=3,virtualization=on"
 CPU = "cortex-a57"
 SMP = 2
+# No display and no network card: the virt machine's default NIC wants an option ROM
+# (efi-virtio.rom, from ipxe-qemu, only a Recommends of qemu-system-arm), and the guests
+# talk through Xen's console alone. Every QEMU start, dumpdtb included, passes these.
+NO_DEVICES = ("-display", "none", "-nic", "none")
 CFG_MAGIC = b"EVTCFG01"
 MAX_CMDS = 64
 FLAG_NO_SHUTDOWN = 1
@@ -65,14 +69,15 @@ class RunResult:
 
 def dump_qemu_dtb(tools: Tools, ram_mb: int) -> bytes:
     """QEMU's own tree for this machine (cached per QEMU binary and RAM size)."""
-    key = hashlib.sha256(f"{tools.qemu}:{os.path.getmtime(tools.qemu)}:{ram_mb}:{SMP}".encode())
+    key = hashlib.sha256(
+        f"{tools.qemu}:{os.path.getmtime(tools.qemu)}:{ram_mb}:{SMP}:{' '.join(NO_DEVICES)}".encode())
     path = cache_dir() / "qemu-dtb" / f"virt-{ram_mb}M-{key.hexdigest()[:12]}.dtb"
     if not path.is_file():
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_suffix(f".{os.getpid()}.tmp")
         proc = subprocess.run(
             [tools.qemu, "-machine", f"{MACHINE},dumpdtb={tmp}", "-cpu", CPU,
-             "-smp", str(SMP), "-m", str(ram_mb), "-display", "none"],
+             "-smp", str(SMP), "-m", str(ram_mb), *NO_DEVICES],
             capture_output=True, text=True, timeout=60, check=False)
         if not tmp.is_file():
             raise RuntimeError(f"qemu dumpdtb failed: {proc.stderr.strip()}")
@@ -157,7 +162,7 @@ def _boot_once(tools: Tools, user: Fdt, *, dom0: bool, timeout: float, source: s
         dtb_path = Path(tmp) / "boot.dtb"
         dtb_path.write_bytes(fdt.serialize(plan.tree))
         argv = [tools.qemu, "-machine", MACHINE, "-cpu", CPU, "-smp", str(SMP),
-                "-m", str(plan.ram_mb), "-display", "none", "-monitor", "none",
+                "-m", str(plan.ram_mb), *NO_DEVICES, "-monitor", "none",
                 "-serial", "stdio", "-no-reboot", "-kernel", str(tools.xen_image),
                 "-dtb", str(dtb_path)]
         for d in plan.domains:
