@@ -1,7 +1,7 @@
 """DTS text to a resolved `Tree`, as dtc 1.6.1 compiles it.
 
 lark LALR with the contextual lexer and an inline transformer (the only configuration
-fast enough: see the project's perf notes). lark costs about the same per token
+fast enough: README.md's benchmark section has the figures). lark costs about the same per token
 whatever the token, so the fast grammar lexes whole statements and whole leaf nodes as
 single tokens (PROPSTMT, NODEOPEN, NODELEAF, NODECLOSE: see dts.lark) and the
 transformer takes them apart here (`_stmt`, `_node_head`), building exactly what the

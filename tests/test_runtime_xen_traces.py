@@ -20,7 +20,7 @@ from evtchn_spec.grammar import load
 from evtchn_spec.runtime import load_trace, run
 
 DATA = Path(__file__).parent / "data" / "xen"
-# tests/data/runtime: traces recorded the same way for issue 5 (see each .dts comment)
+# tests/data/runtime: traces recorded the same way for the run-time rules (see each .dts comment)
 RUNTIME = Path(__file__).parent / "data" / "runtime"
 CASE_DIRS = {p.name.removesuffix(".run.json"): p.parent
              for folder in (DATA, RUNTIME) for p in folder.glob("*.run.json")}
