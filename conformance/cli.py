@@ -1,4 +1,10 @@
-"""The `evtchn-spec xen` subcommand: boot a tree on the real Xen 4.17 under QEMU.
+"""The `evtchn-spec xen` subcommand: boot a tree on a real Xen hypervisor under QEMU.
+
+`--xen VERSION` picks the release (4.17 ... 4.22, master: the names `boot --xen`
+takes; a point release such as 4.22.0 picks its branch), `--xen-image PATH` the
+user's own hypervisor binary, whose version is read from the banner it prints;
+`--compare` runs the reference for that release (for --xen-image: the modelled
+release nearest to the banner's version, named in the result).
 
 Wiring (refimpl/cli.py): ``add_xen_subcommand(sub)`` adds the parser with
 ``set_defaults(handler=cmd_xen)``; ``cmd_xen(args) -> int`` runs it.
@@ -29,12 +35,36 @@ EXIT_OK = 0
 EXIT_DIFF = 1
 EXIT_INPUT = 2
 EXIT_UNKNOWN = 3
-SUPPORTED_XEN = ("4.17",)
+
+
+def nearest_release(version: str) -> tuple[str, str | None]:
+    """The modelled release for a banner version ("4.22.0" -> 4.22, "4.23-unstable" ->
+    master) and a note when it is not the banner's own branch."""
+    from ..config import KNOWN_VERSIONS
+
+    head = version.split("-", 1)[0].split(".")
+    try:
+        key = (int(head[0]), int(head[1]))
+    except (IndexError, ValueError):
+        return "master", f"banner version {version!r} not understood: compared with master"
+    releases = {v: k for k, v in KNOWN_VERSIONS.items() if k != "master"}
+    if key in releases:
+        return releases[key], None
+    newest = max(releases)
+    if key > newest:
+        return "master", (f"Xen {version} is newer than every modelled release: "
+                          "compared with master")
+    oldest = min(releases)
+    if key < oldest:
+        return releases[oldest], (f"Xen {version} is older than every modelled release: "
+                                  f"compared with {releases[oldest]}")
+    below = max(k for k in releases if k < key)
+    return releases[below], f"Xen {version} is not modelled: compared with {releases[below]}"
 
 
 def add_xen_subcommand(sub: Any) -> None:
     """Add `xen` to the subparsers SUB of the main CLI."""
-    p = sub.add_parser("xen", help="boot the tree on the real Xen 4.17 under QEMU and report "
+    p = sub.add_parser("xen", help="boot the tree on a real Xen release under QEMU and report "
                                    "what it did, in boot's format")
     configure_parser(p)
     p.set_defaults(handler=cmd_xen)
@@ -47,7 +77,11 @@ def configure_parser(p: argparse.ArgumentParser) -> None:
     p.add_argument("--dialect", choices=("auto", "seed", "xen"), default="auto",
                    help="accepted for symmetry; real Xen only knows its own dialect")
     p.add_argument("--xen", dest="xen_version", default="4.17", metavar="VERSION",
-                   help="Xen version to boot (only 4.17, Debian 12's build)")
+                   help="Xen release to boot: 4.17 or 4.20 (Debian's packages), 4.18, 4.19, "
+                        "4.21, 4.22 or master (built with conformance/build-xen.sh)")
+    p.add_argument("--xen-image", metavar="PATH",
+                   help="boot this hypervisor binary instead (its version is read from the "
+                        "banner; --compare uses the nearest modelled release)")
     p.add_argument("--dom0", action="store_true",
                    help="also boot a dom0 (implied when /chosen has a multiboot,kernel module); "
                         "Xen reads /chosen-level evtchn nodes only with a dom0")
@@ -67,17 +101,25 @@ def configure_parser(p: argparse.ArgumentParser) -> None:
     p.add_argument("--console", metavar="LOG", help="also write Xen's full console log here")
 
 
+def resolve_release(version: str) -> str:
+    """The release name `--xen VERSION` boots (ValueError for an unknown one)."""
+    from ..config import xen_profile
+
+    return xen_profile(version).name
+
+
 def cmd_xen(args: argparse.Namespace) -> int:
-    if args.xen_version not in SUPPORTED_XEN:
-        print(f"evtchn-spec xen: only Xen {', '.join(SUPPORTED_XEN)} can be booted "
-              f"(got --xen {args.xen_version})", file=sys.stderr)
+    try:
+        release = resolve_release(args.xen_version)
+    except ValueError as exc:
+        print(f"evtchn-spec xen: --xen: {exc}", file=sys.stderr)
         return EXIT_INPUT
     # imported here, not at the top: `evtchn-spec dump` should not pay for them
     from . import compare, dtbuild, fdt, qemu, report, trace
     from .tools import ToolsMissing, find_tools
 
     try:
-        tools = find_tools()
+        tools = find_tools(release, image=args.xen_image)
     except ToolsMissing as exc:
         print(str(exc), file=sys.stderr)
         return EXIT_INPUT
@@ -100,21 +142,35 @@ def cmd_xen(args: argparse.Namespace) -> int:
     if args.console:
         with open(args.console, "w", encoding="utf-8") as fh:
             fh.write("\n".join(result.console) + "\n")
+    build = report.build_json(result.console, release=tools.release, source=tools.xen_source,
+                              package=tools.xen_version, image=str(tools.xen_image))
+    ref_release = release
+    if args.xen_image:
+        seen = build["banner_version"]
+        if seen is None:
+            ref_release, note = "4.17", "no Xen banner on the console: compared with 4.17"
+        else:
+            ref_release, note = nearest_release(seen)
+        build["release"] = ref_release
+        if note:
+            build["release_note"] = note
     boot = report.boot_json(result.console, result.plan, result.reason,
-                            xen_version=tools.xen_version)
+                            xen_version=tools.xen_version, build=build)
     doc: dict[str, Any] = boot
     if calls:
         doc = trace.run_json(result.console, result.plan, boot, calls)
     rc = EXIT_OK if boot["outcome"] in ("booted", "panic") else EXIT_UNKNOWN
     if args.compare:
-        ref, err = reference(args, result.plan.user_view, trace_path=args.trace)
+        ref, err = reference(args, result.plan.user_view, trace_path=args.trace,
+                             release=ref_release)
         if ref is None:
             diffs = []
         elif calls:
             diffs = compare.run_differences(doc, ref)
         else:
             diffs = compare.differences(boot, ref)
-        doc = {"format": 1, "xen": doc, "reference": ref, "differences": diffs}
+        doc = {"format": 1, "xen": doc, "reference": ref, "reference_release": ref_release,
+               "differences": diffs}
         if err:
             doc["reference_error"] = err
             rc = max(rc, EXIT_UNKNOWN)
@@ -128,7 +184,8 @@ def cmd_xen(args: argparse.Namespace) -> int:
 
 
 def reference(args: argparse.Namespace, view: fdt.Fdt | None = None,
-              trace_path: str | None = None) -> tuple[dict[str, Any] | None, str | None]:
+              trace_path: str | None = None, release: str | None = None
+              ) -> tuple[dict[str, Any] | None, str | None]:
     """The reference `boot` JSON (or `run` JSON with TRACE_PATH), via the stable CLI.
 
     With VIEW (the user's tree as Xen saw it: module nodes rewritten by the
@@ -151,7 +208,7 @@ def reference(args: argparse.Namespace, view: fdt.Fdt | None = None,
         # Real Xen knows only its own dialect, so the reference is asked for that one.
         sub = ["run", path, trace_path] if trace_path else ["boot", path]
         cmd = [sys.executable, "-m", "evtchn_spec.cli", *sub, "--format", "json",
-               "--dialect", "xen", "--xen", args.xen_version, *extra]
+               "--dialect", "xen", "--xen", release or args.xen_version, *extra]
         proc = subprocess.run(cmd, capture_output=True, text=True, check=False, timeout=300)
     try:
         doc = json.loads(proc.stdout)

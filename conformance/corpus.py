@@ -1,12 +1,24 @@
-"""Regenerate the conformance corpus: record what real Xen does with every case.
+"""Record the conformance corpus: what each real Xen release does with every case.
 
-    python -m evtchn_spec.conformance.corpus [DIR] [CASE ...]
+    python -m evtchn_spec.conformance.corpus [DIR] [--xen V[,V...] | --all] [CASE ...]
 
 DIR defaults to tests/data/xen.  For every CASE.dts there (or only the named
-cases) it boots the tree on Xen under QEMU and writes CASE.json (the boot
-JSON); when CASE.trace.json exists it also runs that trace and writes
-CASE.run.json.  A case boots a dom0 when its /chosen has a multiboot,kernel
-module (the runner replaces every module node with its own guest).
+cases) it boots the tree on each asked release under QEMU (default: 4.17
+only; --all: every release whose hypervisor is in the cache) and, when
+CASE.trace.json exists, runs that trace too.
+
+Layout (conformance/README.md, "Corpus"):
+
+* CASE.json / CASE.run.json: what Xen 4.17 did (the base recording);
+* releases/V/CASE.json / CASE.run.json: what release V did, kept only when it
+  differs from the base in anything a comparison looks at (outcome, error,
+  panic, every port; for a trace every call and the final state);
+* releases/index.json: for each case, the releases whose run gave the base
+  recording ("base") and those with a recording of their own ("own"), and for
+  each release the build that ran (banner version, XSM policy).
+
+A case boots a dom0 when its /chosen has a multiboot,kernel module (the
+runner replaces every module node with its own guest).
 """
 
 from __future__ import annotations
@@ -18,9 +30,11 @@ from typing import Any
 
 from ..grammar.errors import InputError
 from . import dtbuild, fdt, qemu, report, trace
-from .tools import Tools, find_tools
+from .compare import differences, run_differences
+from .tools import RELEASES, Tools, ToolsMissing, available_releases, find_tools
 
 DEFAULT_DIR = Path(__file__).resolve().parent.parent / "tests" / "data" / "xen"
+BASE_RELEASE = "4.17"
 TIMEOUT = 120.0
 SLOT_MS = 300
 
@@ -30,7 +44,8 @@ def run_case(tools: Tools, dts: Path) -> tuple[dict[str, Any], dict[str, Any] | 
     user = fdt.parse(dtbuild.compile_source(str(dts), dtc=tools.dtc))
     dom0 = dtbuild.has_dom0_kernel(user)
     res = qemu.boot(tools, user, dom0=dom0, timeout=TIMEOUT, source=str(dts))
-    boot = report.boot_json(res.console, res.plan, res.reason, xen_version=tools.xen_version)
+    boot = report.boot_json(res.console, res.plan, res.reason, xen_version=tools.xen_version,
+                            build=_build(tools, res.console))
     tpath = dts.with_name(dts.stem + ".trace.json")
     run: dict[str, Any] | None = None
     if tpath.is_file():
@@ -39,37 +54,158 @@ def run_case(tools: Tools, dts: Path) -> tuple[dict[str, Any], dict[str, Any] | 
         tres = qemu.boot(tools, user, dom0=dom0, timeout=TIMEOUT + nslots * SLOT_MS / 1000,
                          source=str(dts), commands=commands, slot_ms=SLOT_MS, nslots=nslots)
         tboot = report.boot_json(tres.console, tres.plan, tres.reason,
-                                 xen_version=tools.xen_version)
+                                 xen_version=tools.xen_version,
+                                 build=_build(tools, tres.console))
         run = trace.run_json(tres.console, tres.plan, tboot, calls)
     return boot, run
+
+
+def _build(tools: Tools, console: list[str]) -> dict[str, Any]:
+    """What ran, without the machine-specific image path (recordings are committed)."""
+    b = report.build_json(console, release=tools.release, source=tools.xen_source,
+                          package=tools.xen_version, image="")
+    b.pop("image")
+    b.pop("banner")  # holds the build date of a local build: not a property of the release
+    return b
 
 
 def dump(doc: dict[str, Any]) -> str:
     return json.dumps(doc, indent=1) + "\n"
 
 
+def index_path(folder: Path) -> Path:
+    return folder / "releases" / "index.json"
+
+
+def load_index(folder: Path) -> dict[str, Any]:
+    path = index_path(folder)
+    if path.is_file():
+        doc: dict[str, Any] = json.loads(path.read_text())
+        return doc
+    return {"format": 1, "base": BASE_RELEASE, "releases": {}, "cases": {}}
+
+
+def recording(folder: Path, case: str, release: str, *, run: bool = False
+              ) -> dict[str, Any] | None:
+    """What RELEASE did with CASE (its own recording, else the base one when the index
+    says the release gave that), or None when the case was not recorded on it."""
+    suffix = ".run.json" if run else ".json"
+    own = folder / "releases" / release / (case + suffix)
+    if own.is_file():
+        doc: dict[str, Any] = json.loads(own.read_text())
+        return doc
+    entry = load_index(folder)["cases"].get(case, {})
+    if release == BASE_RELEASE or release in entry.get("base", []):
+        base = folder / (case + suffix)
+        if base.is_file():
+            doc = json.loads(base.read_text())
+            return doc
+    return None
+
+
+def _same(a: dict[str, Any], b: dict[str, Any] | None, *, run: bool) -> bool:
+    if b is None:
+        return False
+    return not (run_differences(a, b) if run else differences(a, b))
+
+
+def record(folder: Path, release: str, dts: Path, boot: dict[str, Any],
+           run: dict[str, Any] | None, index: dict[str, Any]) -> str:
+    """Store one release's result for one case; returns "base" or "own"."""
+    case = dts.stem
+    own_dir = folder / "releases" / release
+    entry = index["cases"].setdefault(case, {"base": [], "own": []})
+    for key in ("base", "own"):
+        if release in entry[key]:
+            entry[key].remove(release)
+    if release == BASE_RELEASE:
+        dts.with_suffix(".json").write_text(dump(boot))
+        if run is not None:
+            dts.with_name(case + ".run.json").write_text(dump(run))
+        kind = "base"
+    else:
+        base_boot = recording(folder, case, BASE_RELEASE)
+        base_run = recording(folder, case, BASE_RELEASE, run=True)
+        same = _same(boot, base_boot, run=False) and (
+            run is None or _same(run, base_run, run=True))
+        for suffix in (".json", ".run.json"):
+            (own_dir / (case + suffix)).unlink(missing_ok=True)
+        if same:
+            kind = "base"
+        else:
+            own_dir.mkdir(parents=True, exist_ok=True)
+            (own_dir / (case + ".json")).write_text(dump(boot))
+            if run is not None:
+                (own_dir / (case + ".run.json")).write_text(dump(run))
+            kind = "own"
+    entry[kind].append(release)
+    entry[kind].sort(key=RELEASES.index)
+    return kind
+
+
+def save_index(folder: Path, index: dict[str, Any]) -> None:
+    path = index_path(folder)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    index["cases"] = dict(sorted(index["cases"].items()))
+    index["releases"] = dict(sorted(index["releases"].items(),
+                                    key=lambda kv: RELEASES.index(kv[0])))
+    path.write_text(json.dumps(index, indent=1, sort_keys=False) + "\n")
+
+
 def main(argv: list[str] | None = None) -> int:
     args = list(sys.argv[1:] if argv is None else argv)
     folder = Path(args.pop(0)) if args and Path(args[0]).is_dir() else DEFAULT_DIR
-    wanted = set(args)
-    tools = find_tools()
+    releases = [BASE_RELEASE]
+    rest: list[str] = []
+    while args:
+        a = args.pop(0)
+        if a == "--all":
+            releases = available_releases()
+        elif a == "--xen" and args:
+            releases = [r.strip() for r in args.pop(0).split(",") if r.strip()]
+        elif a.startswith("--xen="):
+            releases = [r.strip() for r in a[len("--xen="):].split(",") if r.strip()]
+        else:
+            rest.append(a)
+    wanted = set(rest)
+    # The base goes first: the other releases are compared with it.
+    releases.sort(key=lambda r: (r != BASE_RELEASE, RELEASES.index(r) if r in RELEASES else 99))
     cases = sorted(p for p in folder.glob("*.dts") if not wanted or p.stem in wanted)
+    index = load_index(folder)
     failed = 0
-    for dts in cases:
+    for release in releases:
         try:
-            boot, run = run_case(tools, dts)
-        except InputError as exc:
-            print(f"{dts.stem}: not recorded: {exc}", flush=True)
-            failed += 1
-            continue
-        dts.with_suffix(".json").write_text(dump(boot))
-        line = f"{dts.stem}: {boot['outcome']}"
-        if boot["outcome"] == "panic":
-            line += f" ({boot.get('error')!r})"
-        if run is not None:
-            dts.with_name(dts.stem + ".run.json").write_text(dump(run))
-            line += f", trace of {len(run['calls'])} calls"
-        print(line, flush=True)
+            tools = find_tools(release)
+        except ToolsMissing as exc:
+            print(str(exc), file=sys.stderr)
+            return 2
+        for dts in cases:
+            try:
+                boot, run = run_case(tools, dts)
+            except InputError as exc:
+                print(f"{release} {dts.stem}: not recorded: {exc}", flush=True)
+                failed += 1
+                continue
+            if boot["outcome"] == "incomplete" or (run is not None
+                                                   and run["initial"]["outcome"] == "incomplete"):
+                print(f"{release} {dts.stem}: not recorded: the run was incomplete "
+                      f"({boot.get('detail')})", flush=True)
+                failed += 1
+                continue
+            build = boot["observed"].get("build", {})
+            index["releases"][release] = {k: build.get(k) for k in
+                                          ("banner_version", "xsm", "source",
+                                           "package_version")}
+            kind = record(folder, release, dts, boot, run, index)
+            line = f"{release} {dts.stem}: {boot['outcome']}"
+            if boot["outcome"] == "panic":
+                line += f" ({boot.get('error')!r}, {boot.get('panic')!r})"
+            if run is not None:
+                line += f", trace of {len(run['calls'])} calls"
+            if kind == "own":
+                line += f"  [differs from {BASE_RELEASE}]"
+            print(line, flush=True)
+        save_index(folder, index)
     return 1 if failed else 0
 
 

@@ -176,8 +176,57 @@ def ports_json(ports: list[GuestPort], *, initial: list[GuestPort] | None = None
     return out
 
 
+_BANNER_RE = re.compile(r"^\(XEN\) Xen version (\S+) ")
+
+
+def banner_version(console: list[str]) -> str | None:
+    """The version Xen's banner names ("Xen version 4.22.0 (...)" -> "4.22.0")."""
+    for line in console:
+        m = _BANNER_RE.match(line)
+        if m:
+            return m.group(1)
+    return None
+
+
+def banner_line(console: list[str]) -> str | None:
+    for line in console:
+        if _BANNER_RE.match(line):
+            return line[len("(XEN) "):]
+    return None
+
+
+def xsm_policy(console: list[str]) -> str:
+    """The XSM policy in force, as the console shows it (xsm/xsm_core.c, silo.c, flask):
+    "silo" ("Initialising XSM SILO mode"), "flask" (a "Flask:" line), "dummy" (the XSM
+    framework initialised with neither), "none" (no XSM framework line: XSM not built,
+    dummy hooks compiled in), "unknown" when the boot stopped before XSM said anything."""
+    framework = False
+    for line in console:
+        text = line[len("(XEN) "):] if line.startswith("(XEN) ") else line
+        if text.startswith("Initialising XSM SILO mode"):
+            return "silo"
+        if text.startswith(("Flask:", "Flask ")):
+            return "flask"
+        if text.startswith("XSM Framework"):
+            framework = True
+        elif framework and text.startswith("Using scheduler"):
+            return "dummy"
+        elif not framework and text.startswith("Using scheduler"):
+            return "none"
+    return "dummy" if framework else "unknown"
+
+
+def build_json(console: list[str], *, release: str, source: str, package: str,
+               image: str) -> dict[str, Any]:
+    """Which hypervisor ran: the release asked for, where it came from, and what the
+    console said (banner version and line, XSM policy)."""
+    return {"release": release, "source": source, "package_version": package,
+            "image": image, "banner_version": banner_version(console),
+            "banner": banner_line(console), "xsm": xsm_policy(console)}
+
+
 def boot_json(console: list[str], plan: BootPlan, reason: str, *,
-              xen_version: str = "") -> dict[str, Any]:
+              xen_version: str = "", build: dict[str, Any] | None = None) -> dict[str, Any]:
     """The boot JSON for one run (see the module docstring for the choices)."""
     result: dict[str, Any] = {"format": 1}
     panic = panic_of(console)
@@ -208,6 +257,10 @@ def boot_json(console: list[str], plan: BootPlan, reason: str, *,
             else:
                 result["detail"] = f"run ended ({reason}) before every domain reported"
     observed: dict[str, Any] = {"version": xen_version, "dom0": plan.dom0}
+    if build is not None:
+        observed["build"] = build
+    if plan.notes:
+        observed["notes"] = list(plan.notes)
     if guests:
         observed["guests"] = {
             str(d): {"tag": g.tag, "tag_expected": tags.get(d),
