@@ -10,6 +10,19 @@ What is taken from the user's tree:
   top-level node and root property is QEMU's (the machine must stay the
   machine QEMU emulates: a user's own GIC or memory node is not taken),
   except root properties QEMU's root does not have (a root phandle, say).
+  So a tree that already is QEMU's machine (its `dumpdtb` with a /chosen
+  added) is taken as it is: its hardware nodes are QEMU's own.
+
+Phandles: QEMU numbers its nodes from 0x8000.  A phandle of a node the runner
+takes (under /chosen, a taken top-level node, the root) that QEMU's tree also
+uses is renumbered to the lowest value neither tree uses, and every reference
+to it in the taken nodes is rewritten, in the properties that hold phandles
+(PHANDLE_CELLS: xen,evtchn's peer cell, and a seed node's domain cells,
+domain-cpupool, cpupool-cpus, interrupt-parent); a note of the result says
+so.  What Xen does depends only on which node a phandle names (and on 0), so
+the boot is the one the user's tree asks for; the reference is run on the
+renumbered tree.  A reference to a phandle no taken node has is left alone:
+in the merged tree it names whatever node of QEMU's has it, as Xen will see.
 
 What the runner adds:
 * one `multiboot,kernel` module per `xen,domain` child of /chosen (and one
@@ -167,6 +180,99 @@ def _with_kernel(children: list[FdtNode], addr: int, size: int, cells_a: int,
     return out, placed
 
 
+# Properties whose cells hold phandles, as Xen reads them: name -> which cells
+# (None: every cell).  xen,evtchn is <port &peer> (Xen's dialect) or <port &domA port
+# &domB> (the seed dialect): its odd cells.
+PHANDLE_CELLS: dict[str, str] = {
+    "xen,evtchn": "odd",
+    "domain-cpupool": "all",
+    "cpupool-cpus": "all",
+    "interrupt-parent": "all",
+}
+
+
+def _same_subtree(a: FdtNode, b: FdtNode) -> bool:
+    return fdt.serialize(Fdt(a)) == fdt.serialize(Fdt(b))
+
+
+def _set_phandle_props(node: FdtNode, old: int, new: int) -> None:
+    for i, (key, value) in enumerate(node.props):
+        if key in ("phandle", "linux,phandle", "ibm,phandle") and len(value) >= 4 and \
+                int.from_bytes(value[:4], "big") == old:
+            node.props[i] = (key, fdt.u32s(new) + value[4:])
+
+
+def _rewrite_refs(node: FdtNode, mapping: dict[int, int]) -> None:
+    for i, (key, value) in enumerate(node.props):
+        which = PHANDLE_CELLS.get(key)
+        if which is None or len(value) < 4:
+            continue
+        cells = [int.from_bytes(value[j:j + 4], "big") for j in range(0, len(value) - 3, 4)]
+        changed = False
+        for j, c in enumerate(cells):
+            if (which == "all" or j % 2 == 1) and c in mapping:
+                cells[j] = mapping[c]
+                changed = True
+        if changed:
+            node.props[i] = (key, fdt.u32s(*cells) + value[len(cells) * 4:])
+
+
+def _renumber(user: Fdt, qroot: FdtNode, taken_tops: list[FdtNode],
+              qprops: set[str]) -> list[str]:
+    """Renumber the phandles of the taken user nodes that QEMU's tree also uses (in
+    place, in USER); returns one note per renumbered phandle."""
+    qemu_ph = _phandles(qroot)
+    chosen = user.root.child("chosen")
+    taken: list[FdtNode] = []
+    if chosen is not None:
+        taken.extend(n for _, n in chosen.walk())
+    for top in taken_tops:
+        taken.extend(n for _, n in top.walk())
+    root_holds = [k for k in ("phandle", "linux,phandle", "ibm,phandle")
+                  if k not in qprops and user.root.prop(k) is not None]
+    holders: dict[int, list[tuple[str, FdtNode]]] = {}
+    paths = {id(n): p for p, n in user.root.walk()}
+    for n in taken:
+        for key in ("phandle", "linux,phandle", "ibm,phandle"):
+            v = n.u32(key)
+            if v is not None and v in qemu_ph:
+                holders.setdefault(v, []).append((paths.get(id(n), n.name), n))
+    for key in root_holds:
+        v = user.root.u32(key)
+        if v is not None and v in qemu_ph:
+            holders.setdefault(v, []).append(("/", user.root))
+    if not holders:
+        return []
+    used = _phandles(user.root) | qemu_ph
+    mapping: dict[int, int] = {}
+    nxt = 1
+    for old in sorted(holders):
+        while nxt in used:
+            nxt += 1
+        mapping[old] = nxt
+        used.add(nxt)
+    notes: list[str] = []
+    for old, new in mapping.items():
+        seen: set[int] = set()
+        for _, n in holders[old]:
+            if id(n) not in seen:
+                _set_phandle_props(n, old, new)
+                seen.add(id(n))
+        where = ", ".join(sorted({p for p, _ in holders[old]}))
+        notes.append(f"phandle {old:#x} of {where} is also QEMU's: renumbered to {new:#x} "
+                     "(references to it rewritten)")
+    for n in taken:
+        _rewrite_refs(n, mapping)
+    # The root's properties QEMU's root lacks are taken too (QEMU's own stay QEMU's).
+    kept = [(k, v) for k, v in user.root.props if k not in qprops]
+    probe = FdtNode("", kept)
+    _rewrite_refs(probe, mapping)
+    rewritten = dict(probe.props)
+    user.root.props = [(k, rewritten.get(k, v)) if k not in qprops else (k, v)
+                       for k, v in user.root.props]
+    return notes
+
+
 def has_dom0_kernel(user: Fdt) -> bool:
     chosen = user.root.child("chosen")
     return chosen is not None and any(
@@ -188,11 +294,11 @@ def build(user: Fdt, qemu: Fdt, *, dom0: bool, source: str = "<input>",
     """
     root = qemu.root
     plan = BootPlan(tree=qemu, dom0=dom0)
-    clash = _phandles(user.root) & _phandles(root)
-    if clash:
-        raise InputError(Span(source, 1, 1),
-                         f"phandle(s) {sorted(clash)} also used by QEMU's virt tree; "
-                         "use phandles below 0x8000")
+    qnames = {c.name for c in root.children}
+    qprops = {k for k, _ in root.props}
+    taken_tops = [top for top in user.root.children
+                  if top.name != "chosen" and top.name not in qnames and _has_evtchn(top)]
+    plan.notes.extend(_renumber(user, root, taken_tops, qprops))
     qchosen = root.child("chosen")
     if qchosen is None:
         qchosen = FdtNode("chosen")
@@ -202,16 +308,18 @@ def build(user: Fdt, qemu: Fdt, *, dom0: bool, source: str = "<input>",
     for key, value in uchosen.props:
         if key != "xen,xen-bootargs":
             qchosen.set_prop(key, value)
-    qprops = {k for k, _ in root.props}
     for key, value in user.root.props:
         if key not in qprops:  # e.g. a phandle on the root, to try a root-level endpoint
             root.props.append((key, value))
-    qnames = {c.name for c in root.children}
+    qnodes = {c.name: c for c in root.children}
     for top in user.root.children:
         if top.name == "chosen":
             continue
-        if top.name in qnames or not _has_evtchn(top):
-            plan.notes.append(f"/{top.name}: not taken (QEMU's machine describes the hardware)")
+        if top.name in qnodes or not _has_evtchn(top):
+            same = top.name in qnodes and _same_subtree(top, qnodes[top.name])
+            if not same:  # QEMU's own node, as a dumped tree has it: nothing to say
+                plan.notes.append(
+                    f"/{top.name}: not taken (QEMU's machine describes the hardware)")
             continue
         root.children.append(top)
 

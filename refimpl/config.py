@@ -126,6 +126,20 @@ def read_u32(prop: Property | None) -> int | None:
     return int.from_bytes(prop.value[:4], "big")
 
 
+def inherited_cells(node: Node, name: str, default: int) -> int:
+    """#address-cells / #size-cells as Xen reads them for NODE's children: the value of
+    the nearest of NODE and its ancestors that has the property, else DEFAULT
+    (device_tree_for_each_node carries each level's cells down, and dt_n_addr_cells
+    walks up the unflattened tree)."""
+    here: Node | None = node
+    while here is not None:
+        v = read_u32(here.properties.get(name))
+        if v is not None:
+            return v
+        here = here.parent
+    return default
+
+
 def node_name(node: Node) -> str:
     """dt_node_name: the node name without its unit address."""
     return node.basename
@@ -294,10 +308,8 @@ class Config:
         reg = node.properties.get("reg")
         parent = node.parent
         assert parent is not None
-        ac = read_u32(parent.properties.get("#address-cells"))
-        sc = read_u32(parent.properties.get("#size-cells"))
-        ac = 2 if ac is None else ac
-        sc = 1 if sc is None else sc
+        ac = inherited_cells(parent, "#address-cells", 2)
+        sc = inherited_cells(parent, "#size-cells", 1)
         if reg is None:
             if self.module_problem is None:
                 self.module_problem = (node, f"node {node.name} missing `reg' property")
@@ -342,8 +354,7 @@ class Config:
         for child in domain_node.children.values():
             if has_compat(child, "multiboot,kernel"):
                 reg = child.properties.get("reg")
-                ac = read_u32(domain_node.properties.get("#address-cells"))
-                ac = 2 if ac is None else ac
+                ac = inherited_cells(domain_node, "#address-cells", 2)
                 start = _number(reg.cells()[:ac]) if reg is not None else -1
                 mod = next((m for m in self.modules if m.kind == "kernel" and m.start == start),
                            None)

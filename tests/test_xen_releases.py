@@ -180,3 +180,125 @@ def test_release_gives_its_recording(release: str, case: str) -> None:
         want_run = corpus.recording(DATA, case, release, run=True)
         assert want_run is not None
         assert run_differences(run, want_run) == []
+
+
+# -- any tree a user has: renumbered phandles, QEMU's own machine ---------------------
+
+def _qemu_like() -> Any:
+    from evtchn_spec.conformance.fdt import Fdt, FdtNode, u32s
+
+    clk = FdtNode("apb-pclk", [("phandle", u32s(0x8000))])
+    cpus = FdtNode("cpus", [], [FdtNode("cpu@0", [("phandle", u32s(0x8001))])])
+    intc = FdtNode("intc@8000000", [("phandle", u32s(0x8002))])
+    root = FdtNode("", [("interrupt-parent", u32s(0x8002)), ("#address-cells", u32s(2)),
+                        ("#size-cells", u32s(2))], [clk, cpus, intc, FdtNode("chosen")])
+    return Fdt(root)
+
+
+def _user_tree(phandles: list[int], peers: list[int]) -> Any:
+    """Two domains; endpoint i has phandle PHANDLES[i] and points at endpoint PEERS[i]."""
+    from evtchn_spec.conformance.fdt import Fdt, FdtNode, string, u32s
+
+    doms = []
+    for d in range(2):
+        eps = [FdtNode(f"evtchn@{i}", [("compatible", string("xen,evtchn-v1")),
+                                       ("phandle", u32s(phandles[i])),
+                                       ("xen,evtchn", u32s(10 + i, phandles[peers[i]]))])
+               for i in range(len(phandles)) if i % 2 == d]
+        doms.append(FdtNode(f"domU{d + 1}", [("compatible", string("xen,domain")),
+                                             ("cpus", u32s(1)), ("memory", u32s(0, 0x10000))],
+                            eps))
+    chosen = FdtNode("chosen", [("#address-cells", u32s(1)), ("#size-cells", u32s(1))], doms)
+    return Fdt(FdtNode("", [("#address-cells", u32s(2))], [chosen]))
+
+
+def _first_by_phandle(root: Any) -> dict[int, str]:
+    out: dict[int, str] = {}
+    for path, node in root.walk():
+        v = node.u32("phandle")
+        if v is not None and v not in out:
+            out[v] = path
+    return out
+
+
+from hypothesis import given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.sampled_from([1, 2, 3, 0x7fff, 0x8000, 0x8001, 0x8002, 0x8003, 0x9000]),
+                min_size=2, max_size=6, unique=True).flatmap(
+    lambda phs: st.tuples(st.just(phs), st.lists(st.integers(0, len(phs) - 1),
+                                                 min_size=len(phs), max_size=len(phs)))))
+def test_renumbering_keeps_every_link(drawn: tuple[list[int], list[int]]) -> None:
+    """Whatever phandles the user chose, every xen,evtchn of the merged tree names the
+    node it named in the user's tree, no taken node shares a phandle with QEMU's, and
+    the user's view (what the reference runs on) is the renumbered tree."""
+    from evtchn_spec.conformance import dtbuild
+
+    phandles, peers = drawn
+    user = _user_tree(phandles, peers)
+    before = {path: node.prop("xen,evtchn") for path, node in user.root.walk()
+              if node.prop("xen,evtchn") is not None}
+    by_ph_before = _first_by_phandle(user.root)
+    targets = {path: by_ph_before[int.from_bytes(v[4:8], "big")] for path, v in before.items()}
+    qemu = _qemu_like()
+    qemu_ph = {v for _, n in qemu.root.walk() if (v := n.u32("phandle")) is not None}
+    plan = dtbuild.build(user, qemu, dom0=False, add_kernels=True)
+    merged = plan.tree.root
+    chosen = merged.child("chosen")
+    assert chosen is not None
+    taken_ph = [v for _, n in chosen.walk() if (v := n.u32("phandle")) is not None]
+    assert not set(taken_ph) & qemu_ph
+    by_ph = _first_by_phandle(merged)
+    for path, node in merged.walk():
+        value = node.prop("xen,evtchn")
+        if value is None:
+            continue
+        assert by_ph[int.from_bytes(value[4:8], "big")] == targets[path]
+    renumbered = sorted(set(phandles) & qemu_ph)
+    notes = [n for n in plan.notes if n.startswith("phandle ")]
+    assert len(notes) == len(renumbered)
+    assert plan.user_view is not None
+    view_ph = {v for _, n in plan.user_view.root.walk() if (v := n.u32("phandle")) is not None}
+    assert view_ph == set(taken_ph)
+
+
+def test_a_dumped_qemu_tree_is_qemus_machine() -> None:
+    """The whole of QEMU's tree with a /chosen: its nodes are QEMU's own, so nothing
+    clashes, nothing is renumbered, and no node is reported as not taken."""
+    from evtchn_spec.conformance import dtbuild, fdt
+
+    qemu = _qemu_like()
+    user = fdt.parse(fdt.serialize(qemu))
+    mine = _user_tree([1, 2], [1, 0]).root.child("chosen")
+    user.root.children = [c for c in user.root.children if c.name != "chosen"] + [mine]
+    plan = dtbuild.build(user, _qemu_like(), dom0=False, add_kernels=True)
+    assert plan.notes == []
+    assert [d.name for d in plan.domains] == ["domU1", "domU2"]
+
+
+@live
+def test_live_qemu_dump_with_chosen_boots(tmp_path: Path) -> None:
+    """QEMU's own dumpdtb plus a /chosen whose phandles clash with QEMU's, given as DTB:
+    booted, renumbered (and said so), and the reference agrees."""
+    from evtchn_spec.conformance import fdt, qemu
+
+    tools = find_tools("4.17")
+    tree = fdt.parse(qemu.dump_qemu_dtb(tools, 1024))
+    mine = _user_tree([0x8000, 0x8001], [1, 0]).root.child("chosen")
+    assert mine is not None
+    for dom in mine.children:
+        dom.children.append(fdt.FdtNode("module@0", [
+            ("compatible", fdt.string_list("multiboot,kernel", "multiboot,module")),
+            ("reg", fdt.u32s(0x4c000000, 0x200000))]))
+    tree.root.children = [c for c in tree.root.children if c.name != "chosen"] + [mine]
+    path = tmp_path / "virt-with-chosen.dtb"
+    path.write_bytes(fdt.serialize(tree))
+    rc, doc = _xen(str(path), "--compare")
+    assert doc["differences"] == [] and rc == 0, doc
+    notes = doc["xen"]["observed"]["notes"]
+    assert sum(n.startswith("phandle 0x800") for n in notes) == 2, notes
+    ports = doc["xen"]["domains"]["1"]["ports"]
+    assert [(p["port"], p["status"], p.get("remote_port")) for p in ports] == [
+        (10, "interdomain", 11)]
