@@ -29,7 +29,20 @@ INDEX = "index.json"
 
 
 class VectorsError(Exception):
-    """A problem the user must fix (exit 2, one line)."""
+    """A problem the user must fix (exit 2, one line).
+
+    With `path`, the line is `PATH: message`, the file it is about first (as every
+    input error of the CLI); without one, the command names itself instead."""
+
+    def __init__(self, message: str, path: str | Path | None = None) -> None:
+        super().__init__(message if path is None else f"{path}: {message}")
+        self.path = None if path is None else str(path)
+
+
+def error_line(command: str, exc: VectorsError) -> str:
+    """The one stderr line for `exc`: `PATH: message`, or `evtchn-spec CMD: message`."""
+    return str(exc) if exc.path is not None else f"evtchn-spec {command}: {exc}"
+
 
 BOOT_PORT_FIELDS = ("status", "remote_dom", "remote_port", "static", "pending", "masked")
 RUN_CHANGE_FIELDS = (*BOOT_PORT_FIELDS, "vcpu", "virq", "linked", "abi", "domain")
@@ -270,14 +283,14 @@ def case_ids(vdir: Path, suites: list[str] | None) -> list[str]:
     from .vectors import is_vectors_dir
 
     if not is_vectors_dir(vdir):
-        raise VectorsError(f"{vdir}: not a vectors directory (no {INDEX} written by "
-                           "`evtchn-spec vectors`)")
+        raise VectorsError(f"not a vectors directory (no {INDEX} written by "
+                           "`evtchn-spec vectors`)", vdir)
     index = json.loads((vdir / INDEX).read_text(encoding="utf-8"))
     ids = [e["id"] for e in index.get("cases", [])
            if not suites or e.get("suite") in suites]
     missing = [i for i in ids if not (vdir / i / "meta.json").is_file()]
     if missing:
-        raise VectorsError(f"{vdir}: case {missing[0]} is listed in {INDEX} but missing")
+        raise VectorsError(f"case {missing[0]} is listed in {INDEX} but missing", vdir)
     return ids
 
 
@@ -386,7 +399,7 @@ def _cmd_vectors(args: Any) -> int:
                                     args.random, args.seed)
         index = write_suites(Path(args.dir), suites)
     except VectorsError as exc:
-        print(f"evtchn-spec vectors: {exc}", file=sys.stderr)
+        print(error_line("vectors", exc), file=sys.stderr)
         return 2
     counts = ", ".join(f"{k} {v}" for k, v in index["suites"].items())
     print(f"{args.dir}: {len(index['cases'])} vectors ({counts})", file=sys.stderr)
@@ -400,7 +413,10 @@ def _cmd_diff(args: Any) -> int:
         code, text = main_diff(args.impl, args.vectors, args.files, args.random, args.seed,
                                args.timeout, args.format, args.suite, args.dialect,
                                args.xen_version, args.jobs)
-    except (VectorsError, ImplNotRunnable) as exc:
+    except VectorsError as exc:
+        print(error_line("diff", exc), file=sys.stderr)
+        return 2
+    except ImplNotRunnable as exc:
         print(f"evtchn-spec diff: {exc}", file=sys.stderr)
         return 2
     sys.stdout.write(text)

@@ -1,25 +1,27 @@
 """`evtchn-spec vectors DIR`: conformance test vectors for other implementations.
 
 The layout, the files and what an implementation must match are in spec/oracle.md.
-Generation is deterministic: the same source checkout writes the same bytes
-(no timestamps, sorted keys, a seeded generator), so a consumer can diff two
-vector sets or compare the content hashes of index.json.
+Generation is deterministic: the same version writes the same bytes (no
+timestamps, sorted keys, a seeded generator), so a consumer can diff two vector
+sets or compare the content hashes of index.json.
 
-The built-in suites read the repository's tests/data/ (and the rule cases of
-tests/test_check_rules.py), which are not installed with the package: they need a
-source checkout, found relative to this file.
+The built-in suites read the repository's tests/data/ (rules/, xen/, runtime/,
+boot/), which is installed with the package as the data package
+`evtchn_spec.cases` (pyproject.toml): an editable install reads the checkout's
+files and a wheel its own copy, through the same importlib.resources call.
 """
 
 from __future__ import annotations
 
 import hashlib
-import importlib
 import json
 import random
+import re
 import shutil
-import sys
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
+from importlib import resources
 from pathlib import Path
 from typing import Any
 
@@ -31,7 +33,6 @@ from .differential import INDEX, RANDOM_CASES, RANDOM_SEED, VectorsError
 from .grammar import load
 from .grammar.dtb import read_dtb, write_dtb
 from .grammar.dts import parse_dts
-from .grammar.errors import InputError
 from .grammar.tree import Tree
 from .runtime import parse_trace, run
 
@@ -99,16 +100,25 @@ def expected_check(tree: Tree, dialect: str, xen: str, policy: str | None) -> di
     return {"format": 1, "verdict": res.verdict(), "findings": findings}
 
 
-# -- the source checkout ----------------------------------------------------------------
+# -- the case data (tests/data, shipped as the package evtchn_spec.cases) ------------------
 
-def source_root() -> Path:
-    """The repository this module runs from (tests/data must be beside refimpl/)."""
-    root = Path(__file__).resolve().parent.parent
-    if not (root / "tests" / "data" / "xen").is_dir():
-        raise VectorsError("the built-in suites need a source checkout of evtchn-spec "
-                           f"(no tests/data/xen beside {Path(__file__).resolve().parent}); "
-                           "use --from FILE_OR_DIR for your own trees")
-    return root
+CASES_PACKAGE = "evtchn_spec.cases"
+SOURCE_DIR = "tests/data"  # where CASES_PACKAGE lives in the repository (meta.json `source`)
+
+
+@contextmanager
+def case_data() -> Iterator[Path]:
+    """The directory of the case data, as a real path (the readers want file names).
+
+    Installed from a wheel or editable, the package is a directory and this is it;
+    `as_file` would extract a zipped one (Python 3.12+)."""
+    try:
+        files = resources.files(CASES_PACKAGE)
+    except ModuleNotFoundError:
+        raise VectorsError(f"the package {CASES_PACKAGE} (the built-in suites' data) is not "
+                           "installed; reinstall evtchn-spec") from None
+    with resources.as_file(files) as root:
+        yield root
 
 
 def _read_tree_dts(path: Path) -> tuple[Tree, str]:
@@ -157,7 +167,7 @@ def _recorded_cases(suite: str, folder: Path, warn: Callable[[str], None]) -> It
         yield Case(suite, dts.stem, tree, text, {
             "origin": XEN_RECORDED.format(version=version), "recorded": True,
             "xen": "4.17", "dialect": "xen", "xsm": "silo",
-            "description": _dts_comment(text), "source": f"tests/data/{folder.name}/{dts.name}",
+            "description": _dts_comment(text), "source": f"{SOURCE_DIR}/{folder.name}/{dts.name}",
         }, trace=trace_text, extra=extra)
 
 
@@ -174,44 +184,79 @@ def _dts_comment(text: str) -> str:
 
 # -- suite: rules (a breaking and a passing tree per rule ID) ------------------------------
 
-def _rule_cases(root: Path, warn: Callable[[str], None]) -> Iterator[Case]:
-    tests = root / "tests"
-    if str(tests) not in sys.path:
-        sys.path.insert(0, str(tests))
-    try:
-        mod = importlib.import_module("test_check_rules")
-    except ImportError as exc:
-        raise VectorsError(f"the rules suite needs the test extras installed ({exc})") from None
-    from .grammar.dump import to_dts
+_OPTIONS_LINE = re.compile(r"^/\* evtchn-spec: (.*) \*/$", re.M)
+_FIXTURE_NAME = re.compile(r"^([A-Z0-9]+(?:-[A-Z0-9]+)+)\.(fails|passes)\.dts$")
 
-    cases: dict[str, Any] = mod.CASES
-    for rule_id in sorted(cases):
-        for bad in (True, False):
-            system, _nodes, opts = cases[rule_id](bad)
-            mem_tree: Tree = system.tree()
-            name = f"{rule_id.lower()}-{'fails' if bad else 'passes'}"
-            text = to_dts(mem_tree)
-            try:
-                tree = parse_dts(text.encode(), f"{name}.dts")
-            except InputError as exc:
-                warn(f"rules/{name}: the tree cannot be written as a file ({exc}); not written")
-                continue
-            policy = None
-            if "policy" in opts:
-                policy = "" if opts["policy"] == "deny" else '[[allow]]\na = "a"\nb = "b"\n'
-            yield Case("rules", name, _roundtrip(tree, f"{name}.dtb"), text, {
-                "origin": REFERENCE_ONLY, "recorded": False,
-                "xen": opts.get("xen", "4.17"), "dialect": opts.get("dialect", "auto"),
-                "xsm": "silo", "rule": rule_id, "expect_rule": bad,
-                "description": f"a tree that {'breaks' if bad else 'satisfies'} {rule_id}",
-                "source": "tests/test_check_rules.py",
-            }, policy=policy)
-    for dts in sorted((root / "tests" / "data" / "boot").glob("*.dts")):
+
+@dataclass(frozen=True, slots=True)
+class RuleFixture:
+    """One tests/data/rules/<ID>.<fails|passes>.dts, with what goes with it
+    (tests/data/rules/README.md has the conventions)."""
+
+    rule: str
+    breaks: bool  # .fails.dts: the tree breaks the rule
+    path: Path
+    text: str
+    xen: str
+    dialect: str
+    policy: str | None  # the text of the sidecar <ID>.<fails|passes>.toml, if any
+
+
+def fixture_options(text: str, name: str) -> tuple[str, str]:
+    """(xen, dialect) from the `/* evtchn-spec: --xen V --dialect D */` line, if any."""
+    found = list(_OPTIONS_LINE.finditer(text))
+    if len(found) > 1:
+        raise VectorsError("more than one `/* evtchn-spec: ... */` line", name)
+    opts = {"--xen": "4.17", "--dialect": "auto"}
+    words = found[0].group(1).split() if found else []
+    if len(words) % 2:
+        raise VectorsError(f"`evtchn-spec:` options must be pairs, got {words}", name)
+    for key, value in zip(words[::2], words[1::2], strict=True):
+        if key not in opts:
+            raise VectorsError(f"`evtchn-spec:` knows only --xen and --dialect, not {key}",
+                               name)
+        opts[key] = value
+    try:
+        xen_profile(opts["--xen"])
+    except ValueError as exc:
+        raise VectorsError(str(exc), name) from None
+    if opts["--dialect"] not in ("auto", "seed", "xen"):
+        raise VectorsError(f"unknown dialect {opts['--dialect']!r}", name)
+    return opts["--xen"], opts["--dialect"]
+
+
+def rule_fixtures(folder: Path) -> list[RuleFixture]:
+    """Every <ID>.fails.dts and <ID>.passes.dts of `folder`, sorted by file name."""
+    out: list[RuleFixture] = []
+    for path in sorted(folder.glob("*.dts")):
+        m = _FIXTURE_NAME.match(path.name)
+        if m is None:
+            continue  # e.g. XEN-DUP-PHANDLE.unreachable.dts, which no reader accepts
+        text = path.read_text(encoding="utf-8")
+        xen, dialect = fixture_options(text, str(path))
+        sidecar = path.with_suffix(".toml")
+        policy = sidecar.read_text(encoding="utf-8") if sidecar.is_file() else None
+        out.append(RuleFixture(m.group(1), m.group(2) == "fails", path, text, xen, dialect,
+                               policy))
+    return out
+
+
+def _rule_cases(root: Path) -> Iterator[Case]:
+    for fx in rule_fixtures(root / "rules"):
+        name = f"{fx.rule.lower()}-{'fails' if fx.breaks else 'passes'}"
+        tree = load(str(fx.path))
+        yield Case("rules", name, _roundtrip(tree, f"{name}.dtb"), fx.text, {
+            "origin": REFERENCE_ONLY, "recorded": False, "xen": fx.xen, "dialect": fx.dialect,
+            "xsm": "silo", "rule": fx.rule, "expect_rule": fx.breaks,
+            "description": _dts_comment(fx.text),
+            "source": f"{SOURCE_DIR}/rules/{fx.path.name}",
+        }, policy=fx.policy)
+    for dts in sorted((root / "boot").glob("*.dts")):
         tree, text = _read_tree_dts(dts)
         yield Case("rules", f"example-{dts.stem}", _roundtrip(tree, f"{dts.stem}.dtb"), text, {
             "origin": REFERENCE_ONLY, "recorded": False, "xen": "4.17", "dialect": "auto",
             "xsm": "silo", "description": _dts_comment(text),
-            "source": f"tests/data/boot/{dts.name}"})
+            "source": f"{SOURCE_DIR}/boot/{dts.name}"})
 
 
 # -- suite: random (seeded generator of valid and mutated configs) -------------------------
@@ -352,7 +397,7 @@ def _user_cases(paths: list[str], suite: str, dialect: str, xen: str) -> Iterato
         elif path.is_file():
             files.append(path)
         else:
-            raise VectorsError(f"{p}: no such file or directory")
+            raise VectorsError("no such file or directory", p)
     seen: set[str] = set()
     for f in files:
         name = f.stem
@@ -411,11 +456,12 @@ def is_vectors_dir(path: Path) -> bool:
 def prepare_dir(out: Path) -> dict[str, Any] | None:
     """Refuse a non-empty DIR that is not a previous vectors output; return its index."""
     if out.exists() and not out.is_dir():
-        raise VectorsError(f"{out}: exists and is not a directory")
+        raise VectorsError("exists and is not a directory", out)
     if out.is_dir() and any(out.iterdir()):
         if not is_vectors_dir(out):
-            raise VectorsError(f"{out}: not empty and not a vectors directory (no {INDEX} "
-                               "written by `evtchn-spec vectors`); refusing to overwrite it")
+            raise VectorsError(f"not empty and not a vectors directory (no {INDEX} "
+                               "written by `evtchn-spec vectors`); refusing to overwrite it",
+                               out)
         doc: dict[str, Any] = json.loads((out / INDEX).read_text(encoding="utf-8"))
         return doc
     return None
@@ -470,13 +516,11 @@ def builtin_suites(names: list[str], warn: Callable[[str], None],
         if n == "random":
             out[n] = list(_random_cases(random_count, seed))
             continue
-        root = source_root()
-        if n == "xen":
-            out[n] = list(_recorded_cases("xen", root / "tests" / "data" / "xen", warn))
-        elif n == "runtime":
-            out[n] = list(_recorded_cases("runtime", root / "tests" / "data" / "runtime", warn))
-        else:
-            out[n] = list(_rule_cases(root, warn))
+        with case_data() as root:
+            if n == "rules":
+                out[n] = list(_rule_cases(root))
+            else:
+                out[n] = list(_recorded_cases(n, root / n, warn))
     return out
 
 

@@ -7,6 +7,7 @@ import contextlib
 import hashlib
 import io
 import json
+import re
 from pathlib import Path
 from typing import Any
 
@@ -62,7 +63,11 @@ def test_refuses_a_non_empty_directory_that_is_not_vectors(tmp_path: Path) -> No
     keep = tmp_path / "notes.txt"
     keep.write_text("mine")
     rc, err = vectors(str(tmp_path), "--suite", "random", "--random", "2")
-    assert rc == 2 and "refusing" in err and len(err.strip().splitlines()) == 1
+    assert rc == 2 and len(err.strip().splitlines()) == 1
+    assert err.startswith(f"{tmp_path}: not empty and not a vectors directory")
+    assert err.rstrip().endswith("refusing to overwrite it")
+    rc, err = vectors(str(keep), "--suite", "random", "--random", "2")
+    assert rc == 2 and err == f"{keep}: exists and is not a directory\n"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["notes.txt"]
     assert keep.read_text() == "mine"
 
@@ -115,23 +120,40 @@ def test_recorded_suites_agree_with_the_recordings(tmp_path: Path) -> None:
                                    json.loads((cdir / "run.json").read_text())) == []
 
 
-def test_rules_suite_fires_each_rule_on_its_failing_tree_only(tmp_path: Path) -> None:
-    assert vectors(str(tmp_path), "--suite", "rules")[0] == 0
-    seen: dict[str, set[bool]] = {}
-    for e in index(tmp_path)["cases"]:
-        cdir = tmp_path / e["id"]
-        meta = json.loads((cdir / "meta.json").read_text())
-        if "rule" not in meta:
-            continue
-        found = json.loads((cdir / "check.json").read_text())["findings"]
-        fired = meta["rule"] in {f["rule"] for f in found}
-        assert fired == meta["expect_rule"], e["id"]
-        seen.setdefault(meta["rule"], set()).add(meta["expect_rule"])
+def test_rules_suite_is_the_rule_fixtures(tmp_path: Path) -> None:
+    """One case per tests/data/rules fixture, holding that file, its options and its
+    policy; its check.json reports the rule exactly when the file is a .fails.dts."""
     from evtchn_spec import rules as R
+    from evtchn_spec.vectors import rule_fixtures
 
+    rc, err = vectors(str(tmp_path), "--suite", "rules")
+    assert rc == 0 and len(err.strip().splitlines()) == 1, err  # the summary, no warning
+    fixtures = {f"rules/{fx.rule.lower()}-{'fails' if fx.breaks else 'passes'}": fx
+                for fx in rule_fixtures(DATA / "rules")}
+    ids = {e["id"] for e in index(tmp_path)["cases"]}
+    examples = {f"rules/example-{p.stem}" for p in (DATA / "boot").glob("*.dts")}
+    assert ids == set(fixtures) | examples
+    seen: dict[str, set[bool]] = {}
+    for cid, fx in fixtures.items():
+        cdir = tmp_path / cid
+        meta = json.loads((cdir / "meta.json").read_text())
+        assert (meta["rule"], meta["expect_rule"]) == (fx.rule, fx.breaks)
+        assert (meta["xen"], meta["dialect"]) == (fx.xen, fx.dialect)
+        assert meta["source"] == f"tests/data/rules/{fx.path.name}"
+        assert (cdir / "input.dts").read_bytes() == fx.path.read_bytes()
+        first = re.search(r"/\*(.*?)\*/", fx.text, re.S)
+        assert first is not None
+        assert meta["description"] == " ".join(first.group(1).replace("\n *", " ").split())
+        assert ((cdir / "policy.toml").read_text() if fx.policy is not None else None) == \
+            (fx.path.with_suffix(".toml").read_text() if fx.policy is not None else None)
+        assert (cdir / "policy.toml").is_file() == (fx.policy is not None)
+        found = json.loads((cdir / "check.json").read_text())["findings"]
+        assert (fx.rule in {f["rule"] for f in found}) == fx.breaks, cid
+        seen.setdefault(fx.rule, set()).add(fx.breaks)
     # every rule has both trees, except the one no file can hold (dtc refuses it too)
     assert {r for r, s in seen.items() if s == {True, False}} == \
         {r.id for r in R.all_rules()} - {R.XEN_DUP_PHANDLE}
+    assert seen[R.XEN_DUP_PHANDLE] == {False}
 
 
 @pytest.mark.parametrize("suite", ["nope"])
@@ -160,15 +182,19 @@ def test_full_generation(tmp_path: Path) -> None:
                b["domains"].values() for p in d["ports"]) for b in boots)
 
 
-def test_builtin_suites_without_a_source_checkout(tmp_path: Path,
-                                                  monkeypatch: pytest.MonkeyPatch) -> None:
-    """An installed package has no tests/data: one clear line, exit 2, nothing written."""
+def test_builtin_suites_read_the_data_package(tmp_path: Path,
+                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    """The suites read the package evtchn_spec.cases (tests/data, shipped in the wheel:
+    tests/test_wheel_install.py), wherever the module itself lies. Without that
+    package: one clear line, exit 2, nothing written; the random suite needs none."""
     from evtchn_spec import vectors as V
 
-    fake = tmp_path / "site" / "evtchn_spec" / "vectors.py"
-    monkeypatch.setattr(V, "__file__", str(fake))
+    monkeypatch.setattr(V, "__file__", str(tmp_path / "site" / "evtchn_spec" / "vectors.py"))
+    assert vectors(str(tmp_path / "a"), "--suite", "runtime")[0] == 0
+    assert index(tmp_path / "a")["suites"] == {"runtime": 2}
+    monkeypatch.setattr(V, "CASES_PACKAGE", "evtchn_spec.no_such_data")
     rc, err = vectors(str(tmp_path / "out"), "--suite", "xen")
-    assert rc == 2 and "need a source checkout" in err and len(err.strip().splitlines()) == 1
+    assert rc == 2 and len(err.strip().splitlines()) == 1
+    assert "evtchn_spec.no_such_data" in err and "not installed" in err
     assert not (tmp_path / "out").exists()
-    # the generated suite needs no checkout
     assert vectors(str(tmp_path / "out"), "--suite", "random", "--random", "1")[0] == 0
