@@ -1,20 +1,22 @@
 """The `evtchn-spec` command line (a stable interface: see ARCHITECTURE.md).
 
 Exit codes: 0 holds/succeeded, 1 a rule is violated (or a proof failed),
-2 the input could not be read, 3 the solver answered unknown.
-Bad input is reported as one line `file:line:col: message`, never a traceback.
+2 the input could not be read, the command line is wrong or an output (a file or
+stdout) cannot be written, 3 the solver answered unknown, 70 an internal error.
+Bad input is reported as one line `file:line:col: message` (or `PATH: message`),
+never a traceback. Every file written goes through output.py.
 """
 
 from __future__ import annotations
 
 import argparse
-import io
+import errno
 import os
 import sys
 from collections.abc import Callable, Sequence
-from pathlib import Path
-from typing import TYPE_CHECKING, BinaryIO
+from typing import TYPE_CHECKING, BinaryIO, TextIO, cast
 
+from . import output
 from .grammar import load
 from .grammar.errors import InputError
 from .grammar.tree import Tree
@@ -32,7 +34,16 @@ Handler = Callable[[argparse.Namespace], int]
 
 
 class UsageError(Exception):
-    """A bad command line that argparse cannot see (exit 2, one line)."""
+    """A bad command line that argparse cannot see (exit 2, one line): `PATH: message`
+    when it is about a file, else `evtchn-spec: message`."""
+
+    def __init__(self, message: str, path: str | None = None) -> None:
+        super().__init__(message)
+        self.path = path
+
+    def __str__(self) -> str:
+        prefix = "evtchn-spec" if self.path is None else self.path
+        return f"{prefix}: {self.args[0]}"
 
 
 def _common(p: argparse.ArgumentParser) -> None:
@@ -50,62 +61,59 @@ def load_tree(args: argparse.Namespace, *, symbols: bool = False) -> Tree:
     return load(args.file, cpp=args.cpp, include_dirs=args.include_dirs, symbols=symbols)
 
 
-def write_output(out: str | None, data: bytes | str) -> None:
-    """Write to OUT (never over an input file) or to stdout."""
-    raw = data.encode() if isinstance(data, str) else data
-    write_output_stream(out, lambda fh: fh.write(raw), seeks=False)
+def command_inputs(args: argparse.Namespace, tree: Tree | None = None) -> list[str]:
+    """Every file the command reads, so that no output is ever written over one: the
+    tree, the trace, the policy and (once the tree is read) the files it included."""
+    names = [getattr(args, k, None) for k in ("file", "trace", "policy")]
+    found = [n for n in names if isinstance(n, str) and n]
+    if tree is not None:
+        # the front end's list of the source files it read (best effort: a private
+        # table of grammar/tree.py; an empty list if it is ever gone)
+        from .grammar import tree as tree_module
+
+        found += [f for f in getattr(tree_module, "_FILES", []) if isinstance(f, str)]
+    return found
 
 
-def write_output_stream(out: str | None, write: Callable[[BinaryIO], object],
+def prepare_output(out: str | None, args: argparse.Namespace) -> output.Target:
+    """Check OUT before the work (exit 2 with `OUT: message`, nothing created)."""
+    return output.prepare(out, command_inputs(args))
+
+
+def write_output(target: output.Target, data: bytes | str, args: argparse.Namespace,
+                 tree: Tree | None = None) -> None:
+    """Write to the prepared OUT (never over an input file) or to stdout."""
+    output.write_bytes(target, data, command_inputs(args, tree))
+
+
+def write_output_stream(target: output.Target, write: Callable[[BinaryIO], object],
+                        args: argparse.Namespace, tree: Tree | None = None,
                         seeks: bool = True) -> None:
     """`write_output` for a writer that streams into a binary file: a big output is
-    never held in memory whole (stdout, which cannot seek, gets a buffer if the writer
-    `seeks`)."""
-    if out is None or out == "-":
-        if not seeks:
-            write(sys.stdout.buffer)
-            sys.stdout.flush()
-            return
-        buf = io.BytesIO()
-        write(buf)
-        sys.stdout.buffer.write(buf.getbuffer())
-        sys.stdout.flush()
-        return
-    tmp = Path(out + ".tmp")
-    try:
-        with open(tmp, "wb") as fh:
-            write(fh)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    tmp.replace(out)
-
-
-def _guard_output(args: argparse.Namespace) -> None:
-    out = getattr(args, "output", None)
-    if out and out != "-" and os.path.exists(out) and os.path.samefile(out, args.file):
-        raise UsageError(f"{out}: refusing to overwrite the input file")
+    never held in memory whole (where the output cannot seek, a writer that `seeks`
+    gets a buffer)."""
+    output.write_stream(target, write, command_inputs(args, tree), seeks=seeks)
 
 
 def cmd_dump(args: argparse.Namespace) -> int:
     from .grammar import dump
 
-    _guard_output(args)
+    target = prepare_output(args.output, args)
     tree = load_tree(args, symbols=args.symbols)
     for w in tree.warnings:
         print(w, file=sys.stderr)
     if args.format == "dtb":
         from .grammar.dtb import write_dtb_to
 
-        write_output_stream(args.output, lambda fh: write_dtb_to(tree, fh))
+        write_output_stream(target, lambda fh: write_dtb_to(tree, fh), args, tree)
     elif args.format == "dts":
-        write_output(args.output, dump.to_dts(tree))
+        write_output(target, dump.to_dts(tree), args, tree)
     else:
         def write_json(fh: BinaryIO) -> None:
             for chunk in dump.json_chunks(tree):
                 fh.write(chunk.encode())
 
-        write_output_stream(args.output, write_json, seeks=False)
+        write_output_stream(target, write_json, args, tree, seeks=False)
     return EXIT_OK
 
 
@@ -159,24 +167,36 @@ def cmd_table(args: argparse.Namespace) -> int:
     from . import table as tbl
     from .boot import boot
 
+    if args.guest_dt is not None:
+        output.prepare_directory(args.guest_dt)
     res = boot(load_config(args), keep_going=True)
     rows = tbl.rows(res)
     if res.failure is not None:
         print(f"evtchn-spec table: Xen would panic ({res.failure.panic}); the table shows "
               "what the walk made, see `check`", file=sys.stderr)
-    if args.guest_dt:
-        out = Path(args.guest_dt)
-        out.mkdir(parents=True, exist_ok=True)
-        for name, text in tbl.guest_fragments(res, rows).items():
-            target = out / name
-            if target.exists() and target.samefile(args.file):
-                raise UsageError(f"{target}: refusing to overwrite the input file")
-            write_output(str(target), text)
+    if args.guest_dt is not None:
+        write_guest_fragments(args, tbl.guest_fragments(res, rows))
     renderers: dict[str, Callable[[], str]] = {
         "json": lambda: tbl.to_json(rows, res), "csv": lambda: tbl.to_csv(rows),
         "markdown": lambda: tbl.to_markdown(rows), "text": lambda: tbl.to_text(rows)}
     sys.stdout.write(renderers[args.format]())
     return EXIT_OK if res.failure is None else EXIT_VIOLATION
+
+
+def write_guest_fragments(args: argparse.Namespace, fragments: dict[str, str]) -> None:
+    """`table --guest-dt DIR`: each fragment as an output of its own (atomic, never over
+    an input), every one checked before the first is written; a directory made here
+    is removed again if nothing could be written."""
+    inputs = command_inputs(args)
+    made = output.make_directory(args.guest_dt)
+    try:
+        targets = [(output.prepare(os.path.join(args.guest_dt, name), inputs), text)
+                   for name, text in fragments.items()]
+        for target, text in targets:
+            output.write_bytes(target, text, inputs)
+    except BaseException:
+        output.remove_directories(made)  # only if still empty
+        raise
 
 
 def cmd_graph(args: argparse.Namespace) -> int:
@@ -281,16 +301,50 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """The command line. Standard output is guarded for the whole run (the parser's
+    --help too): a full disk or a closed stdout is one line and exit 2, a broken pipe
+    (the reader stopped early, as `| head` does) is quiet and exit 0."""
+    output.fill_closed_std_descriptors()
+    saved = sys.stdout, sys.stderr
+    if sys.stderr is None:  # started with descriptor 2 closed: say nothing, not to stdout
+        sys.stderr = open(os.devnull, "w")  # noqa: SIM115 (closed below)
+    guarded = output.GuardedStdout(sys.stdout)
+    sys.stdout = cast(TextIO, guarded)
+    try:
+        try:
+            rc = _run(argv)
+            guarded.flush()
+            return rc
+        except SystemExit as exc:  # argparse: --help, --version, a usage error
+            guarded.flush()
+            code = exc.code
+            return code if isinstance(code, int) else (0 if code is None else EXIT_INPUT)
+    except output.StdoutError as exc:
+        if saved[0] is sys.__stdout__:
+            output.silence_stdout()  # what is still buffered must not fail at exit
+        if exc.errno == errno.EPIPE:
+            return EXIT_OK
+        print(str(exc), file=sys.stderr)
+        return EXIT_INPUT
+    finally:
+        if sys.stderr is not saved[1]:
+            sys.stderr.close()
+        sys.stdout, sys.stderr = saved
+
+
+def _run(argv: Sequence[str] | None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     handler: Handler = args.handler
     try:
         return handler(args)
-    except InputError as exc:
+    except (InputError, output.OutputError) as exc:
+        if isinstance(exc, output.StdoutError):
+            raise
         print(str(exc), file=sys.stderr)
         return EXIT_INPUT
     except UsageError as exc:
-        print(f"evtchn-spec: {exc}", file=sys.stderr)
+        print(str(exc), file=sys.stderr)
         return EXIT_INPUT
     except BrokenPipeError:
         return EXIT_OK
