@@ -307,7 +307,9 @@ def cmd(args: Any, cfg: Any) -> int:
     from ..boot import boot
 
     xsms = ("silo", "dummy") if args.xsm == "both" else (args.xsm,)
-    timeout_ms = int(args.timeout * 1000) if args.timeout else 60000
+    from .certify import timeout_ms as to_ms
+
+    timeout_ms = to_ms(args.timeout) if args.timeout else 60000
     worst = 0
     out: dict[str, Any] = {"format": 1, "file": cfg.tree.source}
     lines: list[str] = []

@@ -10,6 +10,7 @@ places that force the violation). `unknown` (timeout) is never a proof.
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -87,11 +88,36 @@ def _answers(group: list[Obligation], timeout_ms: int) -> list[str]:
         batch.append(ob)
         size += ob.text_size()
         if size >= BATCH_CHARS:
-            answers += eval_script(_script(batch, timeout_ms))
+            answers += _batch_answers(batch, timeout_ms)
             batch, size = [], 0
     if batch:
-        answers += eval_script(_script(batch, timeout_ms))
+        answers += _batch_answers(batch, timeout_ms)
     return answers
+
+
+def _batch_answers(batch: list[Obligation], timeout_ms: int) -> list[str]:
+    try:
+        return eval_script(_script(batch, timeout_ms))
+    except SolverGaveUp:
+        return ["unknown"] * len(batch)  # never proved, never an internal error
+
+
+def timeout_ms(seconds: float | None) -> int:
+    """Z3's timeout for a limit in seconds: 0 (none) for none, else whole milliseconds
+    from 1 to 2**32-1 (Z3 takes an unsigned 32-bit count; 0 would mean no limit)."""
+    if seconds is None or not seconds > 0:  # also NaN: no usable limit
+        return 0
+    if seconds >= (2**32 - 1) / 1000:
+        return 2**32 - 1
+    return max(1, math.ceil(seconds * 1000))
+
+
+class SolverGaveUp(Exception):
+    """Z3 stopped for want of a resource (memory, a limit, a cancel): an unknown."""
+
+
+_RESOURCE_WORDS = ("out of memory", "max. memory", "memory exceeded", "canceled", "cancelled",
+                   "resource limit", "rlimit")
 
 
 def eval_script(script: str) -> list[str]:
@@ -99,7 +125,10 @@ def eval_script(script: str) -> list[str]:
     ctx = z3.Context()
     try:
         out = z3.Z3_eval_smtlib2_string(ctx.ref(), script)
-    except z3.Z3Exception as exc:  # a malformed query is our bug, not the user's
+    except z3.Z3Exception as exc:
+        if any(w in str(exc).lower() for w in _RESOURCE_WORDS):
+            raise SolverGaveUp(str(exc)) from None
+        # a malformed query is our bug, not the user's
         raise RuntimeError(f"internal: Z3 rejected a generated query: {exc}") from None
     return [ln.strip() for ln in out.splitlines() if ln.strip()]
 
@@ -186,11 +215,11 @@ def run_groups(groups: Iterable[tuple[str, list[Obligation]]], timeout_s: float 
     """Discharge each rule's obligations as `groups` yields them. `done` sees each
     rule's report as soon as it is decided (to stream the certificate); with `release`
     the queries are then dropped, so only one rule's text is ever held."""
-    timeout_ms = int(timeout_s * 1000) if timeout_s > 0 else 0
+    ms = timeout_ms(timeout_s)
     reports = []
     for rule, group in groups:
         t0 = time.perf_counter()
-        answers = _answers(group, timeout_ms)
+        answers = _answers(group, ms)
         if len(answers) != len(group):
             raise RuntimeError(f"internal: {len(answers)} answers for {len(group)} queries")
         verdicts = []
@@ -198,11 +227,11 @@ def run_groups(groups: Iterable[tuple[str, list[Obligation]]], timeout_s: float 
             ans = ans if ans in ("sat", "unsat") else "unknown"
             v = Verdict(ob, ans)
             if ans == "sat":
-                v.counterexample = explain_sat(ob, timeout_ms)
+                v.counterexample = explain_sat(ob, ms)
                 if cores:
-                    v.core = core(ob, True, timeout_ms)
+                    v.core = core(ob, True, ms)
             elif ans == "unsat" and explain:
-                v.core = core(ob, False, timeout_ms)
+                v.core = core(ob, False, ms)
             verdicts.append(v)
         from .encode import CLAIMS
 

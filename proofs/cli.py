@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import sys
 import time
 from collections.abc import Iterator
@@ -24,6 +25,7 @@ from ..cli import (
     EXIT_VIOLATION,
     UsageError,
     load_config,
+    prepare_output,
     write_output,
     write_output_stream,
 )
@@ -33,12 +35,44 @@ NOT_COVERED = ("DOM-MODULE-REG", "DOM-NO-KERNEL", "DOM-DIRECT-MAP", "DOM-CPUS",
                "DOM-MEMORY", "DOM-KERNEL", "DOM-CAPS")
 
 
+# Z3 takes its timeout as an unsigned 32-bit count of milliseconds: a longer limit
+# (about 49.7 days) is that one; a shorter one than 1 ms is 1 ms (0 would mean none).
+TIMEOUT_MAX_MS = 2**32 - 1
+STEPS_MAX = 256  # --steps: each step unrolls the whole transition relation once more
+
+
+def solver_seconds(text: str) -> float:
+    """`--timeout`: positive finite seconds, else a usage error (exit 2)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds") from None
+    if not math.isfinite(value) or value <= 0:
+        raise argparse.ArgumentTypeError(
+            f"{text!r}: the limit must be a positive, finite number of seconds "
+            "(leave --timeout out for no limit)")
+    return min(max(value, 0.001), TIMEOUT_MAX_MS / 1000)
+
+
+def step_count(text: str) -> int:
+    """`--steps`: a whole number of calls from 1 to STEPS_MAX, else a usage error."""
+    try:
+        value = int(text, 10)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number of steps") from None
+    if not 1 <= value <= STEPS_MAX:
+        raise argparse.ArgumentTypeError(f"{text!r}: the bound must be from 1 to {STEPS_MAX}")
+    return value
+
+
 def add_prove_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--format", choices=("text", "json"), default="text")
     p.add_argument("--certificate", metavar="OUT.smt2",
                    help="write every query as a self-contained SMT-LIB 2 script")
-    p.add_argument("--timeout", type=float, default=0.0, metavar="SECONDS",
-                   help="per-query solver limit (0: none); a timeout is exit 3, never proved")
+    p.add_argument("--timeout", type=solver_seconds, metavar="SECONDS",
+                   help="per-query solver limit, positive seconds (default: none; 60 s for "
+                   "--invariants and --steps; at most 2**32-1 ms, Z3's largest); a timeout "
+                   "is exit 3, never proved")
     p.add_argument("--explain", action="store_true",
                    help="also give, for every proved query, the facts its proof needs")
     p.add_argument("--orders", choices=("auto", "on", "off"), default="auto",
@@ -47,8 +81,9 @@ def add_prove_arguments(p: argparse.ArgumentParser) -> None:
     # run-time claims (proofs/invariants.py, proofs/attack.py)
     p.add_argument("--invariants", action="store_true",
                    help="induction proofs of the run-time invariants (spec/proofs-runtime.md)")
-    p.add_argument("--steps", type=int, metavar="K",
-                   help="bounded search for an attack of at most K calls (needs --policy)")
+    p.add_argument("--steps", type=step_count, metavar="K",
+                   help=f"bounded search for an attack of at most K calls, 1 <= K <= "
+                   f"{STEPS_MAX} (needs --policy)")
     p.add_argument("--policy", metavar="POLICY.toml", help="allowed domain pairs")
     p.add_argument("--xsm", choices=("silo", "dummy", "both"), default="silo")
 
@@ -56,13 +91,16 @@ def add_prove_arguments(p: argparse.ArgumentParser) -> None:
 def add_fix_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("-o", "--output", metavar="FIXED.dts",
                    help="write the repaired DTS here (default: stdout); never the input")
-    p.add_argument("--timeout", type=float, default=0.0, metavar="SECONDS")
+    p.add_argument("--timeout", type=solver_seconds, metavar="SECONDS",
+                   help="per-query solver limit, positive seconds (default: none); a "
+                   "timeout is exit 3, nothing written")
 
 
 def _check_dialect(args: argparse.Namespace) -> None:
     if args.dialect == "seed":
-        raise UsageError("prove/fix cover the xen dialect (seed nodes are reported under "
-                         "--dialect auto as SEED-UNMERGED); use `check --dialect seed`")
+        raise UsageError("prove/fix cover the xen dialect, not --dialect seed (seed nodes "
+                         "are reported under --dialect auto as SEED-UNMERGED); use "
+                         "`check --dialect seed`", path=args.file)
 
 
 def _status_exit(status: str) -> int:
@@ -188,23 +226,23 @@ def public(doc: dict[str, Any]) -> dict[str, Any]:
 
 def cmd_prove(args: argparse.Namespace) -> int:
     _check_dialect(args)
-    if args.certificate:
-        import os
-
-        if os.path.exists(args.certificate) and os.path.samefile(args.certificate, args.file):
-            raise UsageError(f"{args.certificate}: refusing to overwrite the input file")
+    if args.steps is not None and not args.policy:
+        raise UsageError("--steps needs --policy POLICY.toml")
+    target = prepare_output(args.certificate, args) if args.certificate is not None \
+        else None
     cfg = load_config(args)
     if args.invariants or args.steps is not None:
         from .attack import cmd
 
         return cmd(args, cfg)
-    if args.certificate:
+    timeout = args.timeout or 0.0
+    if target is not None:
         docs: list[dict[str, Any]] = []
-        write_output_stream(args.certificate, lambda fh: docs.append(
-            prove_config(cfg, args.timeout, args.explain, args.orders, fh)))
+        write_output_stream(target, lambda fh: docs.append(
+            prove_config(cfg, timeout, args.explain, args.orders, fh)), args, cfg.tree)
         doc = docs[0]
     else:
-        doc = prove_config(cfg, args.timeout, args.explain, args.orders)
+        doc = prove_config(cfg, timeout, args.explain, args.orders)
     if args.format == "json":
         sys.stdout.write(json.dumps(public(doc), indent=1) + "\n")
     else:
@@ -214,23 +252,18 @@ def cmd_prove(args: argparse.Namespace) -> int:
 
 def cmd_fix(args: argparse.Namespace) -> int:
     _check_dialect(args)
-    import os
-
-    out = args.output
-    if out and out != "-" and os.path.exists(out) and os.path.samefile(out, args.file):
-        raise UsageError(f"{out}: refusing to overwrite the input file")
-    if out and os.path.abspath(out) == os.path.abspath(args.file):
-        raise UsageError(f"{out}: refusing to overwrite the input file")
+    target = prepare_output(args.output, args)
     from .repair import repair
 
     cfg = load_config(args)
-    res = repair(cfg, args.timeout)
+    res = repair(cfg, args.timeout or 0.0)
+    if res.text is not None and res.status not in ("unknown", "unfixable"):
+        # written before the summary: a failed write is then the one line said
+        write_output(target, res.text, args, cfg.tree)
     for line in res.summary:
         print(line, file=sys.stderr)
     if res.status == "unknown":
         return EXIT_UNKNOWN
     if res.status == "unfixable":
         return EXIT_VIOLATION
-    if res.text is not None:
-        write_output(out, res.text)
     return EXIT_OK if res.status in ("fixed", "ok") else EXIT_INPUT

@@ -159,7 +159,7 @@ def _rewrite(source: str, edits: list[tuple[Span, int, int]]) -> str:
 
 
 def repair(cfg: Config, timeout: float = 0.0) -> RepairResult:
-    timeout_ms = int(timeout * 1000) if timeout > 0 else 0
+    timeout_ms = certify.timeout_ms(timeout)
     f = build(cfg)
     obs = encode.obligations(f)
     reports = certify.run(obs, timeout, cores=False)
