@@ -69,8 +69,9 @@ def test_refuses_to_overwrite_the_input(sample_dtb: Path,
                                         capsys: pytest.CaptureFixture[str]) -> None:
     before = sample_dtb.read_bytes()
     assert main(["dump", str(sample_dtb), "--format", "dtb", "-o", str(sample_dtb)]) == 2
-    assert "refusing to overwrite" in capsys.readouterr().err
+    assert capsys.readouterr().err == f"{sample_dtb}: refusing to write over the input file\n"
     assert sample_dtb.read_bytes() == before
+    assert sorted(p.name for p in sample_dtb.parent.iterdir()) == ["sample.dtb"]
 
 
 def _cli(*args: str) -> subprocess.CompletedProcess[str]:
