@@ -39,15 +39,19 @@ def _wheel_names(wheel: Path) -> set[str]:
 def test_wheel_installs_into_a_new_venv_and_writes_the_checkouts_vectors(tmp_path: Path) -> None:
     env = {k: v for k, v in os.environ.items() if not k.startswith("PYTHON")}
     env["PYTHONNOUSERSITE"] = "1"
-    # The checkout's vectors, then at once the copy the wheel is built from (setuptools
-    # writes build/ and *.egg-info next to its sources): both see the same files.
+    # The checkout's vectors (written while the wheel builds) and, at the same moment,
+    # the copy the wheel is built from (setuptools writes build/ and *.egg-info next
+    # to its sources): both read the same files.
     checkout = tmp_path / "checkout-vectors"
-    _run([sys.executable, "-m", "evtchn_spec.cli", "vectors", checkout], ROOT, env)
-    src = tmp_path / "src"
-    shutil.copytree(ROOT, src, ignore=SKIP)
-    dist = tmp_path / "dist"
-    _run([sys.executable, "-m", "pip", "wheel", "-q", "--disable-pip-version-check", "--no-deps",
-          "-w", dist, src], tmp_path, env)
+    with subprocess.Popen([sys.executable, "-m", "evtchn_spec.cli", "vectors", str(checkout)],
+                          cwd=ROOT, env=env, stderr=subprocess.PIPE, text=True) as writing:
+        src = tmp_path / "src"
+        shutil.copytree(ROOT, src, ignore=SKIP)
+        dist = tmp_path / "dist"
+        _run([sys.executable, "-m", "pip", "wheel", "-q", "--disable-pip-version-check",
+              "--no-deps", "-w", dist, src], tmp_path, env)
+        _out, err = writing.communicate(timeout=300)
+    assert writing.returncode == 0, err
     (wheel,) = dist.glob("evtchn_spec-*.whl")
 
     names = _wheel_names(wheel)
