@@ -8,7 +8,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from pathlib import Path
 
-from .errors import InputError, Span
+from .errors import InputError, file_span
+from .inputs import read_input
 from .tree import Tree
 
 FDT_MAGIC = b"\xd0\x0d\xfe\xed"
@@ -28,9 +29,9 @@ def load(
     """
     name = str(path)
     try:
-        data = Path(path).read_bytes()
+        data = read_input(name)
     except OSError as exc:
-        raise InputError(Span(name, 0, 0), f"cannot read file: {exc.strerror or exc}") from None
+        raise InputError(file_span(name), f"cannot read file: {exc.strerror or exc}") from None
     if data[:4] == FDT_MAGIC:
         from .dtb import read_dtb
 

@@ -14,12 +14,20 @@ import subprocess
 from collections.abc import Sequence
 from pathlib import Path
 
-from .errors import InputError, Span
+from .errors import InputError, Span, file_span
+from .inputs import read_input
 
+INT_MAX = 0x7FFFFFFF
 _DIAG = re.compile(
     r"^(?P<file>[^:\n]+):(?P<line>\d+):(?:(?P<col>\d+):)?\s*(?:fatal )?error:\s*(?P<msg>.*)$",
     re.M,
 )
+
+
+def _small(digits: str) -> int:
+    """A line or column cpp printed, held at INT_MAX (cpp's own range) so that no
+    digit string is too long for int()."""
+    return min(int(digits), INT_MAX) if len(digits) < 11 else INT_MAX
 
 
 def cpp_command(include_dirs: Sequence[str | os.PathLike[str]]) -> list[str]:
@@ -37,12 +45,12 @@ def run_cpp(data: bytes, name: str, include_dirs: Sequence[str | os.PathLike[str
     Otherwise the text goes through stdin, with the file's directory added to -I.
     """
     if shutil.which("cpp") is None:
-        raise InputError(Span(name, 0, 0), "the C preprocessor (cpp) is not installed")
+        raise InputError(file_span(name), "the C preprocessor (cpp) is not installed")
     cmd = cpp_command(include_dirs)
     path = Path(name)
     stdin: bytes | None = None
     try:
-        same = path.is_file() and path.read_bytes() == data
+        same = path.is_file() and read_input(name) == data
     except OSError:
         same = False
     if same:
@@ -55,16 +63,16 @@ def run_cpp(data: bytes, name: str, include_dirs: Sequence[str | os.PathLike[str
     try:
         proc = subprocess.run(cmd, input=stdin, capture_output=True, check=False)
     except OSError as exc:
-        raise InputError(Span(name, 0, 0), f"cannot run cpp: {exc}") from None
+        raise InputError(file_span(name), f"cannot run cpp: {exc}") from None
     if proc.returncode != 0:
         err = proc.stderr.decode("utf-8", "replace")
         m = _DIAG.search(err)
         if m is not None:
-            col = int(m.group("col")) if m.group("col") else 1
+            col = _small(m.group("col")) if m.group("col") else 1
             fname = m.group("file")
             if fname == "<stdin>":
                 fname = name
-            raise InputError(Span(fname, int(m.group("line")), col), m.group("msg").strip())
+            raise InputError(Span(fname, _small(m.group("line")), col), m.group("msg").strip())
         first = err.strip().splitlines()[0] if err.strip() else f"exit status {proc.returncode}"
         raise InputError(Span(name, 1, 1), f"cpp failed: {first}")
     return proc.stdout

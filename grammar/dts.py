@@ -46,6 +46,7 @@ from lark.lexer import ContextualLexer, LexerState
 from lark.utils import TextSlice
 
 from .errors import InputError, Span
+from .inputs import read_input, read_slice
 from .resolve import MK_LABEL, MK_PATH, MK_PHANDLE, LNode, LProp, Marker, Resolver, add_label
 from .tree import (
     PIECE_KIND_INDEX,
@@ -61,8 +62,17 @@ from .tree import (
 )
 
 MAX_INCLUDE_DEPTH = 200  # dtc's MAX_SRCFILE_DEPTH
+# dtc's bison stack holds 10,000 entries and each open node takes 3 (name, `{`, its
+# properties), so dtc accepts at most 3,330 nested levels below the root ("memory
+# exhausted" past that); deeper text is refused here too, at the `{` that passes it.
+MAX_NODE_DEPTH = 3331  # open braces, the root's included
+# The same stack holds one entry per open `(`: dtc fails at the 9,990th in a cell.
+# (Its exact limits shift a little with what else is open; these are its maxima, so
+# whatever dtc accepts is accepted here.)
+MAX_PAREN_DEPTH = 9989
 _FREEZE_BYTES = 1 << 20  # inputs above this leave their tree in gc's permanent generation
 M64 = (1 << 64) - 1
+INT_MAX = 0x7FFFFFFF
 _SPACE = " \t\n\v\f\r"
 _ESC = {"a": 7, "b": 8, "t": 9, "n": 10, "v": 11, "f": 12, "r": 13}
 
@@ -90,6 +100,8 @@ class _Ctx:
         self.single = True
         self.next_vline = text.count("\n") + 3
         self.seen_node_first = False
+        self.depth = 0  # `{` not yet closed (the root's included)
+        self.parens = 0  # `(` not yet closed
         # short string values ("okay", compatibles) repeat across thousands of nodes
         self.strings: dict[bytes, bytes] = {}
 
@@ -119,8 +131,13 @@ class _Ctx:
         self.segs.insert(i, (vstart, fname, real, d))
 
     # ---- files ----
-    def open_file(self, fname: str, cur_dir: str | None, at: Span) -> tuple[str, bytes]:
-        """dtc's fopen_any_on_path: next to the including file, then each -i dir."""
+    def open_file(self, fname: str, cur_dir: str | None, at: Span,
+                  part: tuple[int, int] | None = None) -> tuple[str, bytes]:
+        """dtc's fopen_any_on_path: next to the including file, then each -i dir.
+
+        The whole file (an /include/, a whole /incbin/), within inputs.MAX_INPUT_BYTES,
+        or with `part` = (offset, length) only that slice (an /incbin/ with a range:
+        exactly the bytes asked for, from any file)."""
         cands: list[str] = []
         if fname.startswith("/"):
             cands.append(fname)
@@ -129,8 +146,9 @@ class _Ctx:
             cands += [os.path.join(d, fname) for d in self.include_dirs]
         for c in cands:
             try:
-                with open(c, "rb") as fh:
-                    return c, fh.read()
+                if part is None:
+                    return c, read_input(c, at, f'"{fname}"')
+                return c, read_slice(c, part[0], part[1], at, fname)
             except IsADirectoryError:
                 raise InputError(at, f'Couldn\'t open "{fname}": Is a directory') from None
             except OSError:
@@ -157,8 +175,43 @@ def _on_linemarker(tok: Token) -> Token:
     if "\0" in fname:
         raise InputError(ctx.tspan(tok), "nul in line number directive")
     _, _, d = ctx.where(tok.line)  # type: ignore[arg-type]
-    # the marker names the *next* line
-    ctx.add_segment(tok.line + 1, fname, int(digits[0]), d)  # type: ignore[operator]
+    # the marker names the *next* line; dtc reads the number with atoi (a C int), so
+    # one past INT_MAX means nothing to it either: it is held there (and no digit
+    # string is too long for int())
+    num = digits[0].lstrip("0") or "0"
+    line = min(int(num), INT_MAX) if len(num) <= 10 else INT_MAX
+    ctx.add_segment(tok.line + 1, fname, line, d)  # type: ignore[operator]
+    return tok
+
+
+def _on_open(tok: Token) -> Token:
+    """A `{` (alone, or in a NODEOPEN token): one level deeper, within dtc's limit."""
+    ctx = _ctx()
+    ctx.depth += 1
+    if ctx.depth > MAX_NODE_DEPTH:
+        raise InputError(ctx.tspan(tok), f"nodes nested too deeply (more than "
+                         f"{MAX_NODE_DEPTH - 1} levels below the root, where dtc's parser "
+                         "runs out of stack)")
+    return tok
+
+
+def _on_close(tok: Token) -> Token:
+    _ctx().depth -= 1
+    return tok
+
+
+def _on_lpar(tok: Token) -> Token:
+    """A `(`: dtc's parser stack holds 9,989 of them at most."""
+    ctx = _ctx()
+    ctx.parens += 1
+    if ctx.parens > MAX_PAREN_DEPTH:
+        raise InputError(ctx.tspan(tok), f"parentheses nested too deeply (more than "
+                         f"{MAX_PAREN_DEPTH}, where dtc's parser runs out of stack)")
+    return tok
+
+
+def _on_rpar(tok: Token) -> Token:
+    _ctx().parens -= 1
     return tok
 
 
@@ -595,7 +648,10 @@ def _on_nodeopen(tok: Token) -> Token:
     s = tok.rstrip(_SPACE)
     if s[-1] == ";" and s[:-1].rstrip(" \t")[-1] == "}":
         tok.type = "NODELEAF"
-    return tok
+        if _ctx().depth >= MAX_NODE_DEPTH:  # opened and closed: one level, briefly
+            _on_open(tok)
+        return tok
+    return _on_open(tok)
 
 
 _STRING = re.compile(r'"[^"\\]*+(?:\\.[^"\\]*+)*+"')
@@ -752,10 +808,8 @@ class _Builder(Transformer[Token, Any]):
         at = ctx.span(kw, c[-1])
         fname = _string(c[2])[:-1].decode("latin-1")
         _, _, cur_dir = ctx.where(kw.line)  # type: ignore[arg-type]
-        _, data = ctx.open_file(fname, cur_dir, at)
-        if len(c) > 4:
-            off, ln = c[4][0], c[6][0]
-            data = data[off : off + ln]
+        part = (c[4][0], c[6][0]) if len(c) > 4 else None
+        _, data = ctx.open_file(fname, cur_dir, at, part)
         return "i", data, [], [Piece(0, len(data), PieceKind.BYTES, at)], kw, c[-1]
 
     # ---- lists (explicit left recursion: cheaper than lark's star helpers) ----
@@ -1027,7 +1081,10 @@ def _parser(fast: bool = True) -> Lark:
             lexer="contextual",
             transformer=_Builder(),
             lexer_callbacks={"INCLUDE": _on_include, "LINEMARKER": _on_linemarker,
-                             "CHAR": _on_char, "NODEOPEN": _on_nodeopen},
+                             "CHAR": _on_char, "NODEOPEN": _on_nodeopen,
+                             "LBRACE": _on_open, "RBRACE": _on_close,
+                             "NODECLOSE": _on_close, "LPAR": _on_lpar,
+                             "RPAR": _on_rpar},
             _plugins={"ContextualLexer": _IncludeLexer},
             maybe_placeholders=False,
             # lark keeps its parse tables in the system temp dir (never the source

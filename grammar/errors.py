@@ -3,6 +3,10 @@
 Every problem with the user's input is raised as `InputError` carrying a `Span`;
 the CLI prints `file:line:col: message` and exits 2. Nothing else in the front
 end may escape to the user as a traceback.
+
+One convention for a problem with a file as a whole (it is missing, unreadable, too
+large, a device, not UTF-8...): the position is its first character, `FILE:1:1:`
+(`file_span`). Every report then has the same three fields, which tools parse.
 """
 
 from __future__ import annotations
@@ -38,7 +42,12 @@ class Span:
         return f"{one_line(self.file)}:{self.line}:{self.column}"
 
 
-UNKNOWN_SPAN = Span("<unknown>", 0, 0)
+def file_span(name: str) -> Span:
+    """Where a problem with file `name` as a whole is reported: `name:1:1`."""
+    return Span(name, 1, 1)
+
+
+UNKNOWN_SPAN = Span("<unknown>", 1, 1)
 
 
 class InputError(Exception):

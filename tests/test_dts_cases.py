@@ -236,12 +236,27 @@ def test_memreserve_labels_and_spans() -> None:
 
 
 def test_deep_nesting_is_not_a_recursion_problem() -> None:
-    n = 30_000
-    src = "/dts-v1/;\n/ {" + "a {" * n + "x = <1>;" + "};" * n + "};\n"
+    # dtc's parser stack (10,000 entries) takes 3,330 levels below the root and 9,989
+    # open parentheses at most; both are read here, and one more is refused where it
+    # starts (dtc: "memory exhausted"), not by a recursion limit
+    n = 3_330
+    src = "/dts-v1/;\n/ {" + "a {" * n + "};" * n + "};\n"
     tree = parse_dts(src.encode(), "deep.dts")
     assert len(write_dtb(tree)) > n * 8
-    src = "/dts-v1/;\n/ { p = <" + "(" * n + "1" + ")" * n + ">; };\n"
+    src = "/dts-v1/;\n/ {" + "a {" * (n + 1) + "};" * (n + 1) + "};\n"
+    with pytest.raises(InputError, match="nested too deeply") as exc:
+        parse_dts(src.encode(), "deep.dts")
+    assert str(exc.value).startswith(f"deep.dts:2:{6 + 3 * n}: ")  # its `{`
+    src = "/dts-v1/;\n/ {" + "a {" * 30_000 + "x = <1>;" + "};" * 30_000 + "};\n"
+    with pytest.raises(InputError, match="nested too deeply"):
+        parse_dts(src.encode(), "deep.dts")
+    m = 9_989
+    src = "/dts-v1/;\n/ { p = <" + "(" * m + "1" + ")" * m + ">; };\n"
     assert parse_dts(src.encode(), "paren.dts").root.properties["p"].cells() == [1]
+    src = "/dts-v1/;\n/ { p = <" + "(" * (m + 1) + "1" + ")" * (m + 1) + ">; };\n"
+    with pytest.raises(InputError, match="nested too deeply") as exc:
+        parse_dts(src.encode(), "paren.dts")
+    assert str(exc.value).startswith(f"paren.dts:2:{10 + m}: ")
 
 
 def test_huge_and_odd_numbers() -> None:
