@@ -70,7 +70,7 @@ class RunResult:
 def dump_qemu_dtb(tools: Tools, ram_mb: int) -> bytes:
     """QEMU's own tree for this machine (cached per QEMU binary and RAM size)."""
     key = hashlib.sha256(
-        f"{tools.qemu}:{os.path.getmtime(tools.qemu)}:{ram_mb}:{SMP}:{' '.join(NO_DEVICES)}".encode())
+        f"{tools.qemu}:{os.path.getmtime(tools.qemu)}:{ram_mb}:{SMP}:{NO_DEVICES}".encode())
     path = cache_dir() / "qemu-dtb" / f"virt-{ram_mb}M-{key.hexdigest()[:12]}.dtb"
     if not path.is_file():
         path.parent.mkdir(parents=True, exist_ok=True)
