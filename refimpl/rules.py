@@ -1,8 +1,9 @@
 """Rule IDs of the binding, each with its one-line title and default severity.
 
 The same IDs appear in spec/binding.md (prose, rationale, failing example), in the
-code that detects them (boot.py / check.py: grep for the constant), in the tests
-(tests/test_check_rules.py: one failing and one passing tree per rule) and in the
+code that detects them (boot.py / check.py: grep for the constant), in the rule's
+two cases (tests/data/rules/<ID>.fails.dts and <ID>.passes.dts, run by
+tests/test_check_rules.py and shipped as the oracle's `rules` suite) and in the
 Z3 encodings. IDs are stable: a rule is never renumbered or reused.
 
 Prefixes: DOM- domain creation (both dialects), XEN- the merged binding as Xen 4.17
