@@ -74,6 +74,8 @@ def configure_parser(p: argparse.ArgumentParser) -> None:
     p.add_argument("file", help=".dts or .dtb file")
     p.add_argument("--cpp", action="store_true", help="run the C preprocessor first")
     p.add_argument("-I", dest="include_dirs", action="append", default=[], metavar="DIR")
+    p.add_argument("--uboot-base", metavar="BOARD.dtb",
+                   help="FILE is a U-Boot script whose fdt commands run over this board DTB")
     p.add_argument("--dialect", choices=("auto", "seed", "xen"), default="auto",
                    help="accepted for symmetry; real Xen only knows its own dialect")
     p.add_argument("--xen", dest="xen_version", default="4.17", metavar="VERSION",
@@ -124,8 +126,14 @@ def cmd_xen(args: argparse.Namespace) -> int:
         print(str(exc), file=sys.stderr)
         return EXIT_INPUT
 
-    raw = dtbuild.compile_source(args.file, cpp=args.cpp, include_dirs=args.include_dirs,
-                                 dtc=tools.dtc)
+    if getattr(args, "uboot_base", None):
+        from ..grammar.dtb import write_dtb
+        from ..grammar.uboot import load_uboot
+
+        raw = write_dtb(load_uboot(args.file, args.uboot_base))
+    else:
+        raw = dtbuild.compile_source(args.file, cpp=args.cpp, include_dirs=args.include_dirs,
+                                     dtc=tools.dtc)
     try:
         user = fdt.parse(raw)
     except fdt.FdtError as exc:
@@ -144,7 +152,8 @@ def cmd_xen(args: argparse.Namespace) -> int:
             fh.write("\n".join(result.console) + "\n")
     build = report.build_json(result.console, release=tools.release, source=tools.xen_source,
                               package=tools.xen_version, image=str(tools.xen_image))
-    ref_release = release
+    ref_release: str = release
+    note: str | None = None
     if args.xen_image:
         seen = build["banner_version"]
         if seen is None:

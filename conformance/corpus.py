@@ -1,10 +1,12 @@
 """Record the conformance corpus: what each real Xen release does with every case.
 
-    python -m evtchn_spec.conformance.corpus [DIR] [--xen V[,V...] | --all] [CASE ...]
+    python -m evtchn_spec.conformance.corpus [DIR] [--xen V[,V...] | --all] [--missing]
+                                             [CASE ...]
 
 DIR defaults to tests/data/xen.  For every CASE.dts there (or only the named
 cases) it boots the tree on each asked release under QEMU (default: 4.17
-only; --all: every release whose hypervisor is in the cache) and, when
+only; --all: every release whose hypervisor is in the cache; --missing: only the
+cases the index does not list for that release yet) and, when
 CASE.trace.json exists, runs that trace too.
 
 Layout (conformance/README.md, "Corpus"):
@@ -23,6 +25,7 @@ runner replaces every module node with its own guest).
 
 from __future__ import annotations
 
+import fcntl
 import json
 import sys
 from pathlib import Path
@@ -51,12 +54,19 @@ def run_case(tools: Tools, dts: Path) -> tuple[dict[str, Any], dict[str, Any] | 
     if tpath.is_file():
         calls = trace.load(str(tpath))
         commands, nslots = trace.schedule(calls)
-        tres = qemu.boot(tools, user, dom0=dom0, timeout=TIMEOUT + nslots * SLOT_MS / 1000,
-                         source=str(dts), commands=commands, slot_ms=SLOT_MS, nslots=nslots)
-        tboot = report.boot_json(tres.console, tres.plan, tres.reason,
-                                 xen_version=tools.xen_version,
-                                 build=_build(tools, tres.console))
-        run = trace.run_json(tres.console, tres.plan, tboot, calls)
+        # A loaded host can wake a guest late for its slot (the runner then retries
+        # and, failing that, lists the slot under "incomplete"); the result does not
+        # depend on the slot length, so longer slots are tried before giving up.
+        for slot_ms in (SLOT_MS, SLOT_MS * 2, SLOT_MS * 4):
+            tres = qemu.boot(tools, user, dom0=dom0,
+                             timeout=TIMEOUT + nslots * slot_ms / 1000, source=str(dts),
+                             commands=commands, slot_ms=slot_ms, nslots=nslots)
+            tboot = report.boot_json(tres.console, tres.plan, tres.reason,
+                                     xen_version=tools.xen_version,
+                                     build=_build(tools, tres.console))
+            run = trace.run_json(tres.console, tres.plan, tboot, calls)
+            if not run.get("incomplete"):
+                break
     return boot, run
 
 
@@ -103,21 +113,33 @@ def recording(folder: Path, case: str, release: str, *, run: bool = False
     return None
 
 
+# What each guest saw beyond its ports, that a release may change: its own device
+# tree's evtchn nodes and Xen node, its xenstore parameters, its port range.
+OBSERVED_KEYS = ("dt_evtchn_nodes", "dt_hypervisor_node", "store_pfn", "store_evtchn",
+                 "valid_ports")
+
+
+def observed_view(doc: dict[str, Any]) -> dict[str, Any]:
+    """The part of `observed` a release can change (OBSERVED_KEYS per guest)."""
+    boot = doc.get("initial", doc)
+    guests = boot.get("observed", {}).get("guests", {})
+    return {d: {k: g.get(k) for k in OBSERVED_KEYS} for d, g in guests.items()}
+
+
 def _same(a: dict[str, Any], b: dict[str, Any] | None, *, run: bool) -> bool:
     if b is None:
+        return False
+    if observed_view(a) != observed_view(b):
         return False
     return not (run_differences(a, b) if run else differences(a, b))
 
 
 def record(folder: Path, release: str, dts: Path, boot: dict[str, Any],
-           run: dict[str, Any] | None, index: dict[str, Any]) -> str:
-    """Store one release's result for one case; returns "base" or "own"."""
+           run: dict[str, Any] | None) -> str:
+    """Store one release's result for one case; returns "base" (the same as the base
+    recording: nothing stored for the release) or "own"."""
     case = dts.stem
     own_dir = folder / "releases" / release
-    entry = index["cases"].setdefault(case, {"base": [], "own": []})
-    for key in ("base", "own"):
-        if release in entry[key]:
-            entry[key].remove(release)
     if release == BASE_RELEASE:
         dts.with_suffix(".json").write_text(dump(boot))
         if run is not None:
@@ -138,18 +160,34 @@ def record(folder: Path, release: str, dts: Path, boot: dict[str, Any],
             if run is not None:
                 (own_dir / (case + ".run.json")).write_text(dump(run))
             kind = "own"
-    entry[kind].append(release)
-    entry[kind].sort(key=RELEASES.index)
     return kind
 
 
-def save_index(folder: Path, index: dict[str, Any]) -> None:
+def merge_index(folder: Path, release: str, kinds: dict[str, str],
+                build: dict[str, Any] | None) -> None:
+    """Enter one release's results (case -> "base"/"own") into releases/index.json,
+    under a lock: recorders of different releases may run at the same time."""
     path = index_path(folder)
     path.parent.mkdir(parents=True, exist_ok=True)
-    index["cases"] = dict(sorted(index["cases"].items()))
-    index["releases"] = dict(sorted(index["releases"].items(),
-                                    key=lambda kv: RELEASES.index(kv[0])))
-    path.write_text(json.dumps(index, indent=1, sort_keys=False) + "\n")
+    with open(path.with_suffix(".lock"), "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        index = load_index(folder)
+        if build is not None:
+            index["releases"][release] = build
+        for case, kind in kinds.items():
+            entry = index["cases"].setdefault(case, {"base": [], "own": []})
+            for key in ("base", "own"):
+                if release in entry[key]:
+                    entry[key].remove(release)
+            entry[kind].append(release)
+            entry[kind].sort(key=lambda r: RELEASES.index(r) if r in RELEASES else 99)
+        index["cases"] = dict(sorted(index["cases"].items()))
+        index["releases"] = dict(sorted(
+            index["releases"].items(),
+            key=lambda kv: RELEASES.index(kv[0]) if kv[0] in RELEASES else 99))
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(index, indent=1) + "\n")
+        tmp.replace(path)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -157,9 +195,12 @@ def main(argv: list[str] | None = None) -> int:
     folder = Path(args.pop(0)) if args and Path(args[0]).is_dir() else DEFAULT_DIR
     releases = [BASE_RELEASE]
     rest: list[str] = []
+    missing_only = False  # --missing: skip what the index already has for a release
     while args:
         a = args.pop(0)
-        if a == "--all":
+        if a == "--missing":
+            missing_only = True
+        elif a == "--all":
             releases = available_releases()
         elif a == "--xen" and args:
             releases = [r.strip() for r in args.pop(0).split(",") if r.strip()]
@@ -171,7 +212,6 @@ def main(argv: list[str] | None = None) -> int:
     # The base goes first: the other releases are compared with it.
     releases.sort(key=lambda r: (r != BASE_RELEASE, RELEASES.index(r) if r in RELEASES else 99))
     cases = sorted(p for p in folder.glob("*.dts") if not wanted or p.stem in wanted)
-    index = load_index(folder)
     failed = 0
     for release in releases:
         try:
@@ -179,24 +219,30 @@ def main(argv: list[str] | None = None) -> int:
         except ToolsMissing as exc:
             print(str(exc), file=sys.stderr)
             return 2
+        kinds: dict[str, str] = {}
+        seen_build: dict[str, Any] | None = None
+        have = load_index(folder)["cases"] if missing_only else {}
         for dts in cases:
+            entry = have.get(dts.stem, {})
+            if release in entry.get("base", []) + entry.get("own", []):
+                continue
             try:
                 boot, run = run_case(tools, dts)
             except InputError as exc:
                 print(f"{release} {dts.stem}: not recorded: {exc}", flush=True)
                 failed += 1
                 continue
-            if boot["outcome"] == "incomplete" or (run is not None
-                                                   and run["initial"]["outcome"] == "incomplete"):
+            if boot["outcome"] == "incomplete" or (run is not None and (
+                    run["initial"]["outcome"] == "incomplete" or run.get("incomplete"))):
                 print(f"{release} {dts.stem}: not recorded: the run was incomplete "
                       f"({boot.get('detail')})", flush=True)
                 failed += 1
                 continue
             build = boot["observed"].get("build", {})
-            index["releases"][release] = {k: build.get(k) for k in
-                                          ("banner_version", "xsm", "source",
-                                           "package_version")}
-            kind = record(folder, release, dts, boot, run, index)
+            if build.get("banner_version"):
+                seen_build = {k: build.get(k) for k in
+                              ("banner_version", "xsm", "source", "package_version")}
+            kind = kinds[dts.stem] = record(folder, release, dts, boot, run)
             line = f"{release} {dts.stem}: {boot['outcome']}"
             if boot["outcome"] == "panic":
                 line += f" ({boot.get('error')!r}, {boot.get('panic')!r})"
@@ -205,7 +251,9 @@ def main(argv: list[str] | None = None) -> int:
             if kind == "own":
                 line += f"  [differs from {BASE_RELEASE}]"
             print(line, flush=True)
-        save_index(folder, index)
+            if len(kinds) % 10 == 0:
+                merge_index(folder, release, kinds, seen_build)
+        merge_index(folder, release, kinds, seen_build)
     return 1 if failed else 0
 
 

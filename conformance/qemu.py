@@ -42,6 +42,7 @@ OPS = {"send": 1, "close": 2, "unmask": 3, "setmask": 4, "clear": 5, "alloc": 6,
 
 _PANIC_RE = re.compile(r"^\(XEN\) Panic on CPU \d+:")
 _STARS_RE = re.compile(r"^\(XEN\) \*{20,}\s*$")
+_TRAILING_STARS_RE = re.compile(r"\S\*{20,}\s*$")  # a panic text without its newline
 _DONE_RE = re.compile(r"^(?:\(d\d+\) )?@evt done\b")
 _LATE_RE = re.compile(r"^(?:\(d\d+\) )?@evt late\b")
 _HELLO_RE = re.compile(r"^(?:\(d\d+\) )?@evt hello tag=(\S+)")
@@ -203,7 +204,7 @@ def _run(argv: list[str], plan: dtbuild.BootPlan, timeout: float) -> RunResult:
             console.append(line)
             if _PANIC_RE.match(line):
                 in_panic = True
-            elif in_panic and _STARS_RE.match(line):
+            elif in_panic and (_STARS_RE.match(line) or _TRAILING_STARS_RE.search(line)):
                 reason = "panic"
                 break
             m = _HELLO_RE.match(line)

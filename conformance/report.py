@@ -36,6 +36,7 @@ _LINE_RE = re.compile(r"^(?:\(d(\d+)\) )?@evt (\w+)(.*)$")
 _KV_RE = re.compile(r"(\w+)=(\S+)")
 _STARS_RE = re.compile(r"^\(XEN\) \*{20,}\s*$")
 _PANIC_RE = re.compile(r"^\(XEN\) Panic on CPU \d+:\s*$")
+_TRAILING_STARS_RE = re.compile(r"\*{20,}\s*$")
 # Lines Xen prints unconditionally while building domains: a panic right after
 # one of them came without an error line of its own.
 _PROGRESS_RE = re.compile(
@@ -71,6 +72,10 @@ class GuestReport:
     began_ms: dict[int, int] = field(default_factory=dict)    # phase -> dump start time
     ended_ms: dict[int, int] = field(default_factory=dict)    # phase -> dump end time
     done: bool = False
+    dt_evtchn: list[str] = field(default_factory=list)        # its DT's xen,evtchn* nodes
+    dt_hypervisor: int | None = None                          # its DT has a xen,xen node
+    store_pfn: str | None = None                              # HVM_PARAM_STORE_PFN
+    store_evtchn: int | None = None                           # HVM_PARAM_STORE_EVTCHN
 
 
 def _int(text: str) -> int:
@@ -124,6 +129,15 @@ def parse_guests(console: list[str]) -> dict[int, GuestReport]:
                     g.ended_ms[_int(kv["phase"])] = _int(kv["t_ms"])
             elif what == "done":
                 g.done = True
+            elif what == "dtnode":
+                g.dt_evtchn.append(kv["path"])
+            elif what == "dt":
+                g.dt_hypervisor = _int(kv["hypervisor"]) if "hypervisor" in kv else None
+            elif what == "params":
+                if _int(kv["pfn_rc"]) == 0:
+                    g.store_pfn = kv["store_pfn"]
+                if _int(kv["evtchn_rc"]) == 0:
+                    g.store_evtchn = _int(kv["store_evtchn"])
         except (KeyError, ValueError):
             continue  # a garbled line (e.g. cut by a panic) carries nothing usable
     return out
@@ -138,7 +152,12 @@ def panic_of(console: list[str]) -> tuple[str, str | None] | None:
         for after in console[i + 1:]:
             if _STARS_RE.match(after):
                 break
-            text.append(after[len("(XEN) "):] if after.startswith("(XEN) ") else after)
+            body = after[len("(XEN) "):] if after.startswith("(XEN) ") else after
+            glued = _TRAILING_STARS_RE.search(body)
+            if glued:  # a panic format without "\n" ("Only 1 xenstore domain ... (%u)")
+                text.append(body[:glued.start()])
+                break
+            text.append(body)
         error: str | None = None
         j = i - 1
         if j >= 0 and _STARS_RE.match(console[j]):
@@ -265,7 +284,9 @@ def boot_json(console: list[str], plan: BootPlan, reason: str, *,
         observed["guests"] = {
             str(d): {"tag": g.tag, "tag_expected": tags.get(d),
                      "valid_ports": g.valid.get(0), "upcall_pending": g.upcall.get(0),
-                     "pending_sel": g.selector.get(0), "shared_info_rc": g.shinfo_rc}
+                     "pending_sel": g.selector.get(0), "shared_info_rc": g.shinfo_rc,
+                     "dt_evtchn_nodes": g.dt_evtchn, "dt_hypervisor_node": g.dt_hypervisor,
+                     "store_pfn": g.store_pfn, "store_evtchn": g.store_evtchn}
             for d, g in sorted(guests.items())}
     result["observed"] = observed
     return result

@@ -177,6 +177,12 @@ class _Boot:
     def quirk(self, rule: str, message: str, nodes: list[Loc], hint: str) -> None:
         self.res.quirks.append(Quirk(rule, message, tuple(nodes), hint))
 
+    def dom0_panic(self, rc: int) -> str:
+        prof = self.cfg.profile
+        who = "d0" if prof.dom0_by_pd else "DOM0"
+        return f"Could not set up {who} guest OS" + (f" (rc = {rc})" if prof.rc_in_panics
+                                                     else "")
+
     def domain_panic(self, text_417: str, rc: int) -> str:
         if self.cfg.profile.rc_in_panics:
             return f"{text_417} (rc = {rc})"
@@ -206,7 +212,7 @@ class _Boot:
                       'add a /chosen child with compatible = "multiboot,kernel", '
                       '"multiboot,module" and a reg (dom0), or give every xen,domain '
                       "node a kernel module (dom0less)",
-                      ERR_KERNEL, "Could not set up DOM0 guest OS", None)
+                      ERR_KERNEL, self.dom0_panic(-2), None)
 
     # -- 2. domUs --------------------------------------------------------------
     def create_domUs(self) -> None:
@@ -234,17 +240,32 @@ class _Boot:
                               "give the hardware capability to one domain only",
                               None, f"Only 1 hardware domain can be specified! (d{self.hwdom})",
                               node, (node,))
-            if "direct-map" in props and "xen,static-mem" not in props:
-                self.fail(R.DOM_DIRECT_MAP, f"{name}: direct-map without xen,static-mem",
+            if "direct-map" in props and not (prof.static_memory
+                                              and "xen,static-mem" in props):
+                self.fail(R.DOM_DIRECT_MAP,
+                          f"{name}: direct-map without static memory (xen,static-mem, "
+                          "and CONFIG_STATIC_MEMORY, which Debian's builds lack)",
                           [loc(node, props["direct-map"].span)],
-                          "add xen,static-mem or remove direct-map", None,
+                          "add xen,static-mem (on a build with CONFIG_STATIC_MEMORY) or "
+                          "remove direct-map", None,
                           f"direct-map is not valid for domain {name} without static "
                           "allocation.", node, (node,))
             if spec.vcpus is None:
                 self.fail(R.DOM_CPUS, f"{name}: no 32-bit `cpus` property", [loc(node)],
                           "add `cpus = <1>;` to the domain node", None,
                           f"Missing property 'cpus' for domain {name}", node, (node,))
-            elif spec.vcpus == 0:
+            if (prof.late_xenstore and spec.capabilities & 2
+                    and "direct-map" not in props):
+                # parse_dom0less_node: a hardware domain needs an IOMMU unless it is
+                # direct-mapped; the modelled machine (QEMU's virt) has none.
+                self.fail(R.DOM_CAPS, f"{name}: a hardware domain (capabilities "
+                          f"{spec.capabilities:#x}) that is not direct-mapped needs an "
+                          "IOMMU, and the machine has none",
+                          [loc(node, props["capabilities"].span)],
+                          "drop the HARDWARE capability (2), or direct-map the domain on "
+                          "a machine with static memory", None,
+                          "non-direct mapped hardware domain requires iommu", node, (node,))
+            if spec.vcpus == 0:
                 self.fail(R.DOM_CPUS, f"{name}: cpus = <0>: domain_create refuses a "
                           "domain without vCPUs", [loc(node, props["cpus"].span)],
                           "give the domain at least one vCPU", None,
@@ -268,17 +289,16 @@ class _Boot:
                           "add `memory = <0x0 0x40000>;` (KiB, two cells)", ERR_MEMORY,
                           self.domain_panic(f"Could not set up domain {name}", -EINVAL),
                           node, (node,))
-            if spec.xenstore:
-                if prof.late_xenstore:
-                    need_xenstore.append(spec)
-                elif self.hwdom is None:
-                    self.fail(R.DOM_XENSTORE,
-                              f"{name}: xen,enhanced ({spec.enhanced}) asks for xenstore, "
-                              "which needs dom0, and there is none",
-                              [loc(node, props["xen,enhanced"].span)],
-                              'use xen,enhanced = "no-xenstore" (or drop it), or boot a dom0',
-                              None, "At the moment, Xenstore support requires dom0 to be "
-                              "present", node, (node,))
+            if spec.xenstore_requested and prof.late_xenstore:
+                need_xenstore.append(spec)
+            elif spec.xenstore and self.hwdom is None:
+                self.fail(R.DOM_XENSTORE,
+                          f"{name}: xen,enhanced ({spec.enhanced}) asks for xenstore, "
+                          "which needs dom0, and there is none",
+                          [loc(node, props["xen,enhanced"].span)],
+                          'use xen,enhanced = "no-xenstore" (or drop it), or boot a dom0',
+                          None, "At the moment, Xenstore support requires dom0 to be "
+                          "present", node, (node,))
             if not cfg.kernel_ok(node):
                 self.fail(R.DOM_KERNEL, f"{name}: no kernel boot module",
                           [loc(node)],
@@ -286,8 +306,18 @@ class _Boot:
                           '"multiboot,module" and a reg of non-zero size', ERR_KERNEL,
                           self.domain_panic(f"Could not set up domain {name}", -2),
                           node, (node,))
-            if prof.late_xenstore and spec.capabilities & 4 and self.xs_domid is None:
-                self.xs_domid = spec.domid
+            if prof.late_xenstore and spec.capabilities & 4:
+                if self.xs_domid is not None:
+                    # set_xs_domain after construct_domU (no newline in Xen's format)
+                    self.fail(R.DOM_CAPS, f"{name}: a second xenstore domain (d"
+                              f"{self.xs_domid} is one already)",
+                              [loc(node, props["capabilities"].span)],
+                              "give the XENSTORE capability (4) to one domain only, and "
+                              "none when dom0 is booted", None,
+                              f"Only 1 xenstore domain can be specified! ({self.xs_domid})",
+                              node, (node,))
+                else:
+                    self.xs_domid = spec.domid
             if spec.xenstore and not prof.late_xenstore and self.hwdom is not None:
                 self.alloc_xenstore_evtchn(spec, self.hwdom)
         if prof.late_xenstore:
@@ -303,8 +333,11 @@ class _Boot:
                           "xenstore requested, but xenstore domain not present", None,
                           tuple(d.node for d in need_xenstore if d.node is not None))
             if self.xs_domid is not None:
+                # initialize_domU_xenstore: for_each_domain (domid order), a domain
+                # with HVM_PARAM_STORE_PFN set ("legacy" sets none) that is not itself
+                # a xenstore domain
                 for spec in sorted(need_xenstore, key=lambda s: s.domid):
-                    if spec.domid != self.xs_domid:
+                    if spec.xenstore and not spec.capabilities & 4:
                         self.alloc_xenstore_evtchn(spec, self.xs_domid)
 
     def domain_panic_create(self, name: str) -> str:

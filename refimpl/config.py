@@ -59,8 +59,34 @@ class XenProfile:
 
     @property
     def rc_in_panics(self) -> bool:
-        """4.21+: "Could not set up domain %s (rc = %d)" and friends."""
+        """4.18+: "Could not set up domain %s (rc = %d)", "Error creating domain %s (rc =
+        %ld)", "Could not set up DOM0 guest OS (rc = %d)" (4.17 printed no rc)."""
+        return self.version >= (4, 18)
+
+    @property
+    def static_memory(self) -> bool:
+        """CONFIG_STATIC_MEMORY: off in Debian's configuration (the packaged builds and
+        the ones made from it), so CDF_staticmem is 0 and `direct-map` always panics,
+        xen,static-mem or not."""
+        return False
+
+    @property
+    def dom0_by_pd(self) -> bool:
+        """4.21+: dom0's failure is printed with %pd: "Could not set up d0 guest OS"."""
         return self.version >= (4, 21)
+
+    @property
+    def legacy_no_port(self) -> bool:
+        """4.21+: "legacy" asks for xenstore (need_xenstore) but sets no
+        HVM_PARAM_STORE_PFN (DOM0LESS_ENHANCED_LEGACY lacks DOM0LESS_XENSTORE), so
+        initialize_domU_xenstore skips the domain: no xenstore channel at boot."""
+        return self.version >= (4, 21)
+
+    @property
+    def dom0_dt_has_evtchn_nodes(self) -> bool:
+        """4.17 copies the host's xen,evtchn-v1 nodes into dom0's device tree; 4.18 added
+        the compatible to handle_node's skip list."""
+        return self.version < (4, 18)
 
 
 KNOWN_VERSIONS = {
@@ -194,7 +220,8 @@ class DomainSpec:
     name: str
     node: Node | None  # None for dom0 (built from the host tree, not a node)
     is_dom0: bool
-    xenstore: bool = False  # xen,enhanced asks for xenstore (a port 1 at boot)
+    xenstore: bool = False  # xen,enhanced gives the domain a xenstore channel at boot
+    xenstore_requested: bool = False  # xen,enhanced sets need_xenstore (4.21+: legacy too)
     enhanced: str = "absent"  # how Xen read xen,enhanced: absent/empty/<string>
     max_evtchn_port: int = DOMU_MAX_EVTCHN_PORT
     vcpus: int | None = None
@@ -394,8 +421,10 @@ class Config:
             else:
                 spec.enhanced = s or ""
             xs_values = ("enabled", "legacy") if self.profile.late_xenstore else ("enabled",)
-            spec.xenstore = spec.enhanced in ("empty", "unterminated") or (
+            spec.xenstore_requested = spec.enhanced in ("empty", "unterminated") or (
                 rc == 0 and s in xs_values)
+            spec.xenstore = spec.xenstore_requested and not (
+                self.profile.legacy_no_port and rc == 0 and s == "legacy")
             if self.profile.late_xenstore:
                 caps = read_u32(child.properties.get("capabilities"))
                 if caps is not None:

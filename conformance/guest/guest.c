@@ -25,6 +25,10 @@ typedef unsigned char u8;
 #define HC_console_io 18
 #define HC_sched_op 29
 #define HC_event_channel_op 32
+#define HC_hvm_op 34
+#define HVMOP_get_param 1            /* public/hvm/hvm_op.h */
+#define HVM_PARAM_STORE_PFN 1        /* public/hvm/params.h */
+#define HVM_PARAM_STORE_EVTCHN 2
 
 #define CONSOLEIO_write 0            /* public/xen.h */
 #define DOMID_SELF 0x7FF0u           /* public/xen.h */
@@ -458,7 +462,137 @@ static void run_cmd(u32 slot, volatile struct cmd *c)
 	flush();
 }
 
-void guest_main(void)
+/*
+ * What the domain's own device tree says (Xen builds it: dom0's from the host tree,
+ * a domU's from scratch): every node with a compatible starting "xen,evtchn" (its
+ * path), and whether there is a Xen hypervisor node (compatible "xen,xen").  The
+ * tree's address arrives in x0 (the arm64 boot protocol); the MMU is off, so it
+ * is read where it lies, a byte at a time.
+ */
+static u32 be32(const volatile u8 *p)
+{
+	return (u32)p[0] << 24 | (u32)p[1] << 16 | (u32)p[2] << 8 | (u32)p[3];
+}
+
+static int starts(const volatile u8 *p, u32 len, const char *prefix)
+{
+	u32 i;
+	for (i = 0; prefix[i]; i++)
+		if (i >= len || p[i] != (u8)prefix[i])
+			return 0;
+	return 1;
+}
+
+/* Whether any string of the list VALUE (LEN bytes) starts with PREFIX. */
+static int compat_has(const volatile u8 *v, u32 len, const char *prefix)
+{
+	u32 i = 0;
+	while (i < len) {
+		if (starts(v + i, len - i, prefix))
+			return 1;
+		while (i < len && v[i])
+			i++;
+		i++;
+	}
+	return 0;
+}
+
+#define DT_MAX_DEPTH 16
+
+static void dump_dt(u64 dtb)
+{
+	const volatile u8 *fdt = (const volatile u8 *)dtb;
+	const volatile u8 *names[DT_MAX_DEPTH];
+	u32 off, end, strings, depth = 0, nodes = 0, evtchn = 0, hyp = 0, d;
+
+	if (dtb == 0 || (dtb & 7) || be32(fdt) != 0xd00dfeedu) {
+		begin("dt");
+		put_s(" none=1");
+		flush();
+		return;
+	}
+	off = be32(fdt + 8);
+	strings = be32(fdt + 12);
+	end = off + be32(fdt + 36);
+	while (off + 4 <= end) {
+		u32 tok = be32(fdt + off);
+		off += 4;
+		if (tok == 1) {                      /* FDT_BEGIN_NODE */
+			if (depth < DT_MAX_DEPTH)
+				names[depth] = fdt + off;
+			depth++;
+			nodes++;
+			while (fdt[off])
+				off++;
+			off = (off + 1 + 3) & ~3u;
+		} else if (tok == 2) {               /* FDT_END_NODE */
+			if (depth)
+				depth--;
+		} else if (tok == 3) {               /* FDT_PROP */
+			u32 len = be32(fdt + off), name = be32(fdt + off + 4);
+			const volatile u8 *v = fdt + off + 8;
+			if (starts(fdt + strings + name, 12, "compatible") &&
+			    fdt[strings + name + 10] == 0) {
+				if (compat_has(v, len, "xen,evtchn") && depth <= DT_MAX_DEPTH) {
+					evtchn++;
+					begin("dtnode path=");
+					if (depth <= 1)
+						put_c('/');
+					for (d = 1; d < depth; d++) {
+						const volatile u8 *n = names[d];
+						put_c('/');
+						while (*n)
+							put_c((char)*n++);
+					}
+					flush();
+				}
+				if (compat_has(v, len, "xen,xen"))
+					hyp = 1;
+			}
+			off = (off + 8 + len + 3) & ~3u;
+		} else if (tok == 4) {               /* FDT_NOP */
+			continue;
+		} else {                             /* FDT_END or garbage */
+			break;
+		}
+	}
+	begin("dt");
+	put_kv("nodes", nodes);
+	put_kv("evtchn_nodes", evtchn);
+	put_kv("hypervisor", hyp);
+	flush();
+}
+
+/* HVMOP_get_param on itself: where Xen says its xenstore page and channel are. */
+struct xen_hvm_param {               /* public/hvm/hvm_op.h: 16 bytes */
+	u16 domid;
+	u16 pad;
+	u32 index;
+	u64 value;
+};
+
+static void dump_params(void)
+{
+	struct xen_hvm_param p = {0};
+	s64 rc;
+
+	begin("params");
+	p.domid = DOMID_SELF;
+	p.index = HVM_PARAM_STORE_PFN;
+	rc = xen_hypercall(HC_hvm_op, HVMOP_get_param, (s64)&p, 0);
+	put_kv("pfn_rc", rc);
+	put_s(" store_pfn=");
+	put_x(rc == 0 ? p.value : 0);
+	p.value = 0;
+	p.index = HVM_PARAM_STORE_EVTCHN;
+	rc = xen_hypercall(HC_hvm_op, HVMOP_get_param, (s64)&p, 0);
+	put_kv("evtchn_rc", rc);
+	put_kv("store_evtchn", rc == 0 ? (s64)p.value : -1);
+	flush();
+}
+
+void guest_main(u64 dtb);
+void guest_main(u64 dtb)
 {
 	struct xen_add_to_physmap xatp = {0};
 	s64 rc;
@@ -488,6 +622,8 @@ void guest_main(void)
 
 	ticks_per_ms = read_cntfrq() / 1000;
 	dump(0);
+	dump_dt(dtb);
+	dump_params();
 
 	/* The physical counter is the same for every domain (it counts from QEMU's
 	 * start), so an absolute T0 lines the slots of all domains up. */
