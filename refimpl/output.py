@@ -105,11 +105,14 @@ def resolve(out: str | None) -> Target:
     """What writing to `out` would mean; raises OutputError for an impossible output.
     Creates nothing."""
     if out is None or out == "-":
-        return Target("-", "stdout")
+        return Target("stdout", "stdout")  # messages name it "stdout"
     if out == "":
         raise OutputError(out, "an empty path names no file")
     if "\0" in out:
         raise OutputError(out, "a path cannot contain a NUL byte")
+    if out.endswith("/"):
+        what = "is a directory" if os.path.isdir(out) else "names a directory, not a file"
+        raise OutputError(out, f"{what} (an output path cannot end in '/')")
     for hop in _link_chain(out):
         fd = _fd_of(hop)
         if fd is not None:
@@ -118,9 +121,6 @@ def resolve(out: str | None) -> Target:
             except OSError as exc:
                 raise OutputError(out, f"descriptor {fd}: {_reason(exc)}") from None
             return Target(out, "fd", fd=fd)
-    if out.endswith("/"):
-        what = "is a directory" if os.path.isdir(out) else "names a directory, not a file"
-        raise OutputError(out, f"{what} (an output path cannot end in '/')")
     real = os.path.realpath(out)
     try:
         st: os.stat_result | None = os.stat(real)
@@ -186,14 +186,20 @@ def same_file(st: os.stat_result, inputs: Iterable[str]) -> str | None:
 
 
 def check_not_input(t: Target, inputs: Iterable[str]) -> None:
+    """OutputError if writing `t` would write over one of `inputs`."""
     st: os.stat_result | None
     if t.kind == "fd":
-        st = os.fstat(t.fd)
+        try:
+            st = os.fstat(t.fd)
+        except OSError:
+            st = None  # closed since: the write will say so
     elif t.kind == "stdout":
         try:
             st = os.fstat(sys.stdout.fileno())
-        except (OSError, ValueError, AttributeError):
-            st = None  # not a real descriptor (a test's capture): nothing to compare
+        except (OSError, ValueError, AttributeError, OutputError):
+            # not a real descriptor (a test's capture) or closed (an error only if
+            # something is written): nothing to compare
+            st = None
     else:
         try:
             st = os.stat(t.path)

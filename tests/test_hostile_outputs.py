@@ -811,3 +811,36 @@ def test_any_path_shape_writes_the_named_file_or_refuses_cleanly(
             assert not diff, (out, sorted(diff))
     finally:
         shutil.rmtree(d, ignore_errors=True)
+
+
+def test_plain_stdout_appending_to_the_input_is_refused(world: Path) -> None:
+    """`dump ex.dts >> ex.dts`: what would go to stdout goes into the input."""
+    _inputs(world)
+    before = (world / "ex.dts").read_bytes()
+    with open(world / "ex.dts", "ab") as fh:
+        res = _cli(["dump", "ex.dts"], world, stdout=fh)
+    assert res.returncode == 2
+    assert res.stderr.decode() == f"stdout: {output.REFUSAL}\n"
+    assert (world / "ex.dts").read_bytes() == before
+
+
+def test_closed_stdout_is_no_error_when_nothing_is_written(world: Path) -> None:
+    """fix of a tree that already certifies prints nothing: a closed stdout is fine."""
+    _inputs(world)
+    res = _cli(["fix", "ex.dts"], world, stdout=None, shell_redirect=">&-")
+    assert res.returncode == 0, res.stderr
+    assert res.stderr.decode().startswith("fix: the config already certifies")
+
+
+@pytest.mark.skipif(not IS_ROOT, reason="giving a file to another owner needs root")
+def test_root_keeps_the_owner_and_mode_of_the_file_it_replaces(world: Path) -> None:
+    _inputs(world)
+    out = world / "theirs.json"
+    out.write_bytes(b"old\n")
+    os.chown(out, NOBODY, NOBODY)
+    out.chmod(0o640)
+    res = _cli(["dump", "ex.dts", "-o", "theirs.json"], world)
+    assert res.returncode == 0, res.stderr
+    st_ = out.stat()
+    assert (st_.st_uid, st_.st_gid, stat.S_IMODE(st_.st_mode)) == (NOBODY, NOBODY, 0o640)
+    assert json.loads(out.read_text())["format"] == 1
