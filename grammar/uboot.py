@@ -593,13 +593,20 @@ def _add_child_first(parent: Node, child: Node) -> None:
     parent.children = {child.name: child, **parent.children}
 
 
+# The board's environment as the script starts, when the caller gives none: the
+# variables boards keep the device tree's address in all name the base DTB (QEMU
+# virt's address; any one address would do, the reader has one tree).
+BOARD_ENV: dict[str, str] = {"fdt_addr": "0x40000000", "fdt_addr_r": "0x40000000",
+                             "fdtcontroladdr": "40000000"}
+
+
 class Runner:
     """Carries a script out: the environment, the working tree, and where we are."""
 
     def __init__(self, name: str, base: Tree, env: dict[str, str] | None = None) -> None:
         self.name = name
         self.fdt = _Fdt(base)
-        self.envs = Environment(env=dict(env or {}))
+        self.envs = Environment(env=dict(BOARD_ENV if env is None else env))
         self.booted: Span | None = None
         self.depth = 0
 
@@ -729,6 +736,7 @@ class Runner:
             addr, _ = simple_strtoul(args[0], 0, 16)
             if self.fdt.addr is None:
                 self.fdt.addr = addr
+                self.envs.setenv("fdtaddr", f"{addr:x}")  # set_working_fdt_addr
             elif addr != self.fdt.addr:
                 raise fail(f"fdt addr 0x{addr:x}: a second device tree is not modelled (the "
                            f"base DTB was put at 0x{self.fdt.addr:x})")
@@ -752,6 +760,7 @@ class Runner:
                 raise fail(f"fdt move 0x{src:x}: that is not the working device tree "
                            f"(0x{self.fdt.addr:x})")
             self.fdt.addr, _ = simple_strtoul(argv[3], 0, 16)
+            self.envs.setenv("fdtaddr", f"{self.fdt.addr:x}")
         elif sub.startswith("mk"):
             if argc < 4:
                 raise usage()

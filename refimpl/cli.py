@@ -55,16 +55,23 @@ def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--dialect", choices=("auto", "seed", "xen"), default="auto")
     p.add_argument("--xen", dest="xen_version", default="4.17", metavar="VERSION",
                    help="the Xen version whose behaviour to model (default 4.17)")
+    p.add_argument("--uboot-base", metavar="BOARD.dtb",
+                   help="FILE is a U-Boot script (text, or a mkimage -T script image) whose "
+                        "fdt commands run over this board DTB (or DTS)")
 
 
 def load_tree(args: argparse.Namespace, *, symbols: bool = False) -> Tree:
+    if getattr(args, "uboot_base", None):
+        from .grammar.uboot import load_uboot
+
+        return load_uboot(args.file, args.uboot_base)
     return load(args.file, cpp=args.cpp, include_dirs=args.include_dirs, symbols=symbols)
 
 
 def command_inputs(args: argparse.Namespace, tree: Tree | None = None) -> list[str]:
     """Every file the command reads, so that no output is ever written over one: the
     tree, the trace, the policy and (once the tree is read) the files it included."""
-    names = [getattr(args, k, None) for k in ("file", "trace", "policy")]
+    names = [getattr(args, k, None) for k in ("file", "trace", "policy", "uboot_base")]
     found = [n for n in names if isinstance(n, str) and n]
     if tree is not None:
         # the front end's list of the source files it read (best effort: a private

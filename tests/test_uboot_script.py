@@ -375,3 +375,46 @@ def test_every_node_the_script_made_points_at_its_line(name: str, base_dtb: Path
     if name == "paired":
         result = check(Config.from_tree(tree, xen_profile("4.17"), "auto"))
         assert not result.errors
+
+
+# ------------------------------------------------------------------ the command line
+
+
+def cli(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
+    from evtchn_spec.cli import main
+
+    rc = main(list(argv))
+    out, err = capsys.readouterr()
+    return rc, out, err
+
+
+def test_cli_check_points_at_the_script_line(capsys: pytest.CaptureFixture[str]) -> None:
+    script = str(DATA / "one-sided.scr")
+    rc, out, _ = cli(capsys, "check", "--uboot-base", str(QEMU), script)
+    assert rc == 1
+    assert f"{script}:29:1: error[XEN-PEER-UNKNOWN]" in out
+    rc, out, _ = cli(capsys, "check", "--uboot-base", str(QEMU), str(DATA / "paired.scr"))
+    assert rc == 0, out
+
+
+def test_cli_dump_dtb_is_the_scripts_tree(capsys: pytest.CaptureFixture[str],
+                                          tmp_path: Path) -> None:
+    out_file = tmp_path / "out.dtb"
+    rc, _, err = cli(capsys, "dump", "--format", "dtb", "--uboot-base", str(ZCU),
+                     str(DATA / "zcu102-three.scr"), "-o", str(out_file))
+    assert rc == 0, err
+    assert out_file.read_bytes() == write_dtb(load_uboot(DATA / "zcu102-three.source", ZCU))
+    # the base is an input too: never written over
+    rc, _, err = cli(capsys, "dump", "--format", "dtb", "--uboot-base", str(ZCU),
+                     str(DATA / "zcu102-three.scr"), "-o", str(ZCU))
+    assert rc == 2 and "refusing to write over the input file" in err
+
+
+def test_cli_bad_script_is_one_line_exit_2(capsys: pytest.CaptureFixture[str],
+                                           tmp_path: Path) -> None:
+    bad = tmp_path / "bad.cmd"
+    # ${fdt_addr_r}: the board's variable for the device tree's address
+    bad.write_text("fdt addr ${fdt_addr_r}\nfdt resize\nfdt set /chosen/domU9 compatible x\n")
+    rc, out, err = cli(capsys, "check", "--uboot-base", str(QEMU), str(bad))
+    assert rc == 2 and not out
+    assert err == f"{bad}:3:1: libfdt fdt_path_offset() returned FDT_ERR_NOTFOUND\n"
