@@ -625,16 +625,19 @@ class Runner:
             self._run_list(cmds, at)
 
     def _run_list(self, cmds: list[Command], at: Span | None, reparsed: bool = False) -> None:
-        """run_list_real: `a && b` runs b when a succeeded, `a || b` when it failed.
-        Every command we run succeeds (a failure is an error), so `||` skips."""
-        skip_next = False
+        """run_list_real: after `a ||` with a succeeding (or `a &&` with a failing)
+        hush skips the rest of that and/or chain, up to and with the next command
+        that ends in `;` or a newline. Every command we run succeeds (a failure is an
+        error), so it is `||` that skips."""
+        skipping = False
         for c in cmds:
             if self.booted is not None:
                 return
-            if not skip_next:
-                span = at or Span(self.name, c.line, c.column)
-                self._run_command(c, span, reparsed)
-            skip_next = (c.followup == OR and not skip_next) or (c.followup == AND and skip_next)
+            if skipping:
+                skipping = c.followup != SEQ
+                continue
+            self._run_command(c, at or Span(self.name, c.line, c.column), reparsed)
+            skipping = c.followup == OR
 
     def _run_command(self, c: Command, span: Span, reparsed: bool) -> None:
         """run_pipe_real: assignments, then a command that used variables is flattened

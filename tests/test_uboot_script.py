@@ -176,6 +176,11 @@ def test_hush_details() -> None:
     assert chosen_prop("setenv c 'fdt set /chosen p <5>'\nrun c\n") == b"\0\0\0\x05"
     assert chosen_prop("fdt set /chosen p <1> || fdt set /chosen p <2>\n") == b"\0\0\0\x01"
     assert chosen_prop("fdt set /chosen p <1> && fdt set /chosen p <2>\n") == b"\0\0\0\x02"
+    # old hush skips the whole rest of the chain after a successful `||`
+    assert chosen_prop("fdt set /chosen p <1> || fdt set /chosen p <2> && "
+                       "fdt set /chosen p <3>; fdt set /chosen q <4>\n") == b"\0\0\0\x01"
+    assert chosen_prop("fdt set /chosen p <1> || fdt set /chosen p <2>; "
+                       "fdt set /chosen q <4>\n", "q") == b"\0\0\0\x04"
 
 
 def test_commands_after_a_boot_do_not_run() -> None:
