@@ -12,6 +12,7 @@ from __future__ import annotations
 import re
 import shutil
 import subprocess
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -423,3 +424,72 @@ def test_cli_bad_script_is_one_line_exit_2(capsys: pytest.CaptureFixture[str],
     rc, out, err = cli(capsys, "check", "--uboot-base", str(QEMU), str(bad))
     assert rc == 2 and not out
     assert err == f"{bad}:3:1: libfdt fdt_path_offset() returned FDT_ERR_NOTFOUND\n"
+
+
+# random edit sequences: our tree and libfdt's agree, order and all
+
+name_st = st.sampled_from(["a", "b", "c@1", "c@2", "evtchn@10"])
+prop_st = st.sampled_from(["p", "q", "compatible", "xen,evtchn", "#size-cells"])
+value_st_ = st.one_of(
+    st.lists(st.integers(0, 2**32 - 1), max_size=3).map(
+        lambda cs: "<" + " ".join(hex(c) for c in cs) + ">"),
+    st.lists(st.integers(0, 255), max_size=4).map(
+        lambda bs: "[" + " ".join(f"{b:02x}" for b in bs) + "]"),
+    st.lists(st.text(alphabet="xyz,-", min_size=1, max_size=4), min_size=1, max_size=2).map(
+        lambda ws: " ".join(f'"{w}"' for w in ws)),
+    st.just(""),
+)
+op_st = st.tuples(st.sampled_from(["mk", "set", "rmprop", "rmnode"]),
+                  st.lists(name_st, min_size=0, max_size=2), name_st, prop_st, value_st_)
+
+
+def _to_script(ops: list[tuple[str, list[str], str, str, str]], tree: Tree) -> str:
+    """A script of the ops that succeed on `tree` as it evolves (ours decides; libfdt
+    must then agree on the result)."""
+    lines = ["fdt addr 0x40000000"]
+    for kind, parent_parts, name, prop, value in ops:
+        parent = "/chosen" + "".join("/" + p for p in parent_parts)
+        if kind == "mk":
+            line = f"fdt mknod {parent} {name}"
+        elif kind == "set":
+            line = f"fdt set {parent} {prop} {value}".rstrip()
+        elif kind == "rmprop":
+            line = f"fdt rm {parent} {prop}"
+        else:
+            line = f"fdt rm {parent}/{name}"
+        try:
+            run_script("\n".join([*lines, line]) + "\n", "s.cmd", read_dtb(write_dtb(tree), "b"))
+        except InputError:
+            continue
+        lines.append(line)
+    return "\n".join(lines) + "\n"
+
+
+@pytest.mark.skipif(not (FDTPUT and DTC), reason="fdtput/dtc (device-tree-compiler) missing")
+@settings(max_examples=30, deadline=None)
+@given(st.lists(op_st, min_size=1, max_size=10))
+def test_random_edits_equal_libfdts(ops: list[tuple[str, list[str], str, str, str]]) -> None:
+    assert FDTPUT and DTC
+    start = base()
+    script_text_ = _to_script(ops, start)
+    with tempfile.TemporaryDirectory() as tmp:
+        out = Path(tmp) / "t.dtb"
+        shutil.copy(QEMU, out)
+        for _span, argv in iter_commands(script_text_):
+            if argv[1].startswith("mk"):
+                cmd = [FDTPUT, "-c", str(out), argv[2] + "/" + argv[3]]
+            elif argv[1].startswith("se"):
+                value = parse_prop(argv[4:], b"") if len(argv) > 4 else b""
+                cmd = [FDTPUT, "-t", "bx", str(out), argv[2], argv[3],
+                       *(f"{b:02x}" for b in value)]
+            elif argv[1].startswith("rm") and len(argv) > 3:
+                cmd = [FDTPUT, "-d", str(out), argv[2], argv[3]]
+            elif argv[1].startswith("rm"):
+                cmd = [FDTPUT, "-r", str(out), argv[2]]
+            else:
+                continue
+            subprocess.run(cmd, check=True, capture_output=True)
+        theirs = subprocess.run([DTC, "-q", "-I", "dtb", "-O", "dtb", str(out)], check=True,
+                                capture_output=True).stdout
+    ours = write_dtb(run_script(script_text_, "s.cmd", base()))
+    assert ours == theirs, script_text_
