@@ -9,6 +9,7 @@ expect. Nothing here walks the tree per endpoint: everything is dict lookups.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 
 from . import rules as R
@@ -61,8 +62,15 @@ class _Collector:
                                   hint, dialect))
 
 
-def check(cfg: Config, policy: object | None = None, strict: bool = False) -> CheckResult:
-    """Run every rule. `policy` is a policy.Policy (or None)."""
+SEVERITY_ACTIONS = ("warning", "error", "off")  # -W RULE, -E RULE, --no RULE
+
+
+def check(cfg: Config, policy: object | None = None, strict: bool = False,
+          overrides: Sequence[tuple[str, str]] = ()) -> CheckResult:
+    """Run every rule. `policy` is a policy.Policy (or None). `strict` makes every
+    finding an error; then `overrides`, (action, rule ID) pairs in command-line order
+    (the last one for a rule wins), make a rule's findings warnings, errors or drop
+    them. Unknown rule IDs are the caller's to refuse (rules.rule raises KeyError)."""
     res = boot(cfg, keep_going=True)
     out = _Collector()
     for i, f in enumerate(res.failures):
@@ -89,6 +97,10 @@ def check(cfg: Config, policy: object | None = None, strict: bool = False) -> Ch
     findings = out.items
     if strict:
         findings = [replace(f, severity="error") for f in findings]
+    final = {R.rule(rid).id: action for action, rid in overrides}
+    if final:
+        findings = [f if final.get(f.rule) is None else replace(f, severity=final[f.rule])
+                    for f in findings if final.get(f.rule) != "off"]
     findings.sort(key=lambda f: (f.severity != "error", _pos(f)))
     return CheckResult(cfg, res, findings)
 

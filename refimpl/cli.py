@@ -138,20 +138,58 @@ def load_config(args: argparse.Namespace) -> Config:
     return Config.from_tree(tree, profile, args.dialect)
 
 
+class _SeverityAction(argparse.Action):
+    """-W/-E/--no RULE: kept in command-line order in one list (the last one wins)."""
+
+    def __call__(self, parser: argparse.ArgumentParser, namespace: argparse.Namespace,
+                 values: object, option_string: str | None = None) -> None:
+        items = list(getattr(namespace, self.dest, None) or [])
+        items.append((self.const, option_string or "", str(values)))
+        setattr(namespace, self.dest, items)
+
+
+def add_severity_arguments(p: argparse.ArgumentParser) -> None:
+    """dtc-style per-rule severities for every command that renders findings."""
+    for flags, action, what in ((("-W",), "warning", "report RULE as a warning"),
+                                (("-E",), "error", "report RULE as an error"),
+                                (("--no",), "off", "do not report RULE")):
+        p.add_argument(*flags, dest="severities", action=_SeverityAction, const=action,
+                       metavar="RULE", default=[],
+                       help=f"{what} (repeatable; applied after --strict, in order)")
+
+
+def severity_overrides(args: argparse.Namespace) -> list[tuple[str, str]]:
+    """(action, rule ID) pairs; an unknown ID is a usage error naming it (exit 2)."""
+    from . import rules
+
+    known = {r.id.upper(): r.id for r in rules.all_rules()}
+    out = []
+    for action, flag, rid in getattr(args, "severities", []):
+        if rid.upper() not in known:
+            raise UsageError(f"{flag} {rid}: unknown rule ID (the IDs are in "
+                             "spec/binding.md, e.g. XEN-PEER-ASYMMETRIC)")
+        out.append((action, known[rid.upper()]))
+    return out
+
+
 def cmd_check(args: argparse.Namespace) -> int:
     from . import report
     from .check import check
 
+    severity_overrides(args)  # refuse an unknown rule before reading anything
     policy = None
     if args.policy:
         from .policy import Policy
 
         policy = Policy.load(args.policy)
-    result = check(load_config(args), policy=policy, strict=args.strict)
+    result = check(load_config(args), policy=policy, strict=args.strict,
+                   overrides=severity_overrides(args))
     if args.format == "json":
         sys.stdout.write(report.to_json(result))
     elif args.format == "sarif":
         sys.stdout.write(report.to_sarif(result))
+    elif args.format == "github":
+        sys.stdout.write(report.to_github(result))
     else:
         sys.stdout.write(report.to_text(result, colour=report.use_colour(sys.stdout)))
     return EXIT_VIOLATION if result.errors else EXIT_OK
@@ -174,8 +212,11 @@ def cmd_table(args: argparse.Namespace) -> int:
     from . import table as tbl
     from .boot import boot
 
-    if args.guest_dt is not None:
-        output.prepare_directory(args.guest_dt)
+    if args.lang is not None and args.guest_header is None:
+        raise UsageError("--lang names the language of --guest-header DIR; give both")
+    for directory in (args.guest_dt, args.guest_header):
+        if directory is not None:
+            output.prepare_directory(directory)
     res = boot(load_config(args), keep_going=True)
     rows = tbl.rows(res)
     if res.failure is not None:
@@ -183,6 +224,11 @@ def cmd_table(args: argparse.Namespace) -> int:
               "what the walk made, see `check`", file=sys.stderr)
     if args.guest_dt is not None:
         write_guest_fragments(args, tbl.guest_fragments(res, rows))
+    if args.guest_header is not None:
+        from .headers import manifests
+
+        write_guest_fragments(args, manifests(res, rows, args.lang or "c"),
+                              args.guest_header)
     renderers: dict[str, Callable[[], str]] = {
         "json": lambda: tbl.to_json(rows, res), "csv": lambda: tbl.to_csv(rows),
         "markdown": lambda: tbl.to_markdown(rows), "text": lambda: tbl.to_text(rows)}
@@ -190,14 +236,16 @@ def cmd_table(args: argparse.Namespace) -> int:
     return EXIT_OK if res.failure is None else EXIT_VIOLATION
 
 
-def write_guest_fragments(args: argparse.Namespace, fragments: dict[str, str]) -> None:
-    """`table --guest-dt DIR`: each fragment as an output of its own (atomic, never over
-    an input), every one checked before the first is written; a directory made here
-    is removed again if nothing could be written."""
+def write_guest_fragments(args: argparse.Namespace, fragments: dict[str, str],
+                          directory: str | None = None) -> None:
+    """`table --guest-dt DIR` (or `--guest-header DIR`): each fragment as an output of
+    its own (atomic, never over an input), every one checked before the first is
+    written; a directory made here is removed again if nothing could be written."""
     inputs = command_inputs(args)
-    made = output.make_directory(args.guest_dt)
+    where = args.guest_dt if directory is None else directory
+    made = output.make_directory(where)
     try:
-        targets = [(output.prepare(os.path.join(args.guest_dt, name), inputs), text)
+        targets = [(output.prepare(os.path.join(where, name), inputs), text)
                    for name, text in fragments.items()]
         for target, text in targets:
             output.write_bytes(target, text, inputs)
@@ -254,8 +302,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("check", help="all binding rules, with locations and fix hints")
     _common(p)
-    p.add_argument("--format", choices=("text", "json", "sarif"), default="text")
+    p.add_argument("--format", choices=("text", "json", "sarif", "github"), default="text",
+                   help="github: workflow commands that annotate a pull request")
     p.add_argument("--strict", action="store_true", help="warnings count as errors")
+    add_severity_arguments(p)
     p.add_argument("--policy", metavar="FILE",
                    help="TOML list of the domain pairs allowed to share a channel")
     p.set_defaults(handler=cmd_check)
@@ -265,6 +315,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--format", choices=("text", "json", "csv", "markdown"), default="text")
     p.add_argument("--guest-dt", metavar="DIR",
                    help="also write, per domain, a DT fragment listing its ports")
+    p.add_argument("--guest-header", metavar="DIR",
+                   help="also write, per domain, a manifest of its ports (--lang)")
+    p.add_argument("--lang", choices=("c", "rust", "json", "zephyr"),
+                   help="--guest-header's language: c (.h, the default), rust (.rs), json, "
+                   "zephyr (a devicetree overlay of /zephyr,user)")
     p.set_defaults(handler=cmd_table)
 
     p = sub.add_parser("boot", help="the reference boot: what Xen would do")

@@ -179,6 +179,8 @@ class Loc:
     line: int
     column: int
     node: str
+    end_line: int = 0  # where the place ends (the column after its last character);
+    end_column: int = 0  # 0 when the source gives no end (a DTB, a built tree)
 
     def __str__(self) -> str:
         return f"{self.file}:{self.line}:{self.column}"
@@ -186,7 +188,7 @@ class Loc:
 
 def loc(node: Node, span: Span | None = None) -> Loc:
     s = span or node.span
-    return Loc(s.file, s.line, s.column, node.path)
+    return Loc(s.file, s.line, s.column, node.path, s.end_line, s.end_column)
 
 
 def prop_loc(node: Node, prop: Property | None, offset: int | None = None) -> Loc:

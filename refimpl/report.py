@@ -1,4 +1,5 @@
-"""Rendering of `check` findings: compiler-style text, json, SARIF 2.1.0."""
+"""Rendering of `check` findings: compiler-style text, json, SARIF 2.1.0 and GitHub
+workflow commands (annotations)."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ from typing import IO, Any
 from . import __version__
 from . import rules as R
 from .check import CheckResult, Finding
+from .config import Loc
 
 _COLOURS = {"error": "\033[1;31m", "warning": "\033[1;35m", "note": "\033[1;36m",
             "bold": "\033[1m", "reset": "\033[0m"}
@@ -60,11 +62,25 @@ def to_text(result: CheckResult, colour: bool = False) -> str:
     return "\n".join(lines) + "\n"
 
 
+def end_of(lc: Loc) -> tuple[int, int]:
+    """Where a location ends: the line and the column after its last character; a
+    source that gives no end (a DTB, whose column is a byte offset) ends where it
+    starts."""
+    if lc.end_line <= 0 or (lc.end_line, lc.end_column) < (lc.line, lc.column):
+        return lc.line, lc.column
+    return lc.end_line, max(lc.end_column, 1)
+
+
+def _location_json(lc: Loc) -> dict[str, Any]:
+    end_line, end_column = end_of(lc)
+    return {"file": lc.file, "line": lc.line, "column": lc.column, "end_line": end_line,
+            "end_column": end_column, "node": lc.node}
+
+
 def _finding_json(f: Finding) -> dict[str, Any]:
     d: dict[str, Any] = {
         "rule": f.rule, "severity": f.severity, "message": f.message,
-        "locations": [{"file": lc.file, "line": lc.line, "column": lc.column, "node": lc.node}
-                      for lc in f.locations],
+        "locations": [_location_json(lc) for lc in f.locations],
         "hint": f.hint,
     }
     if f.dialect is not None:
@@ -92,10 +108,12 @@ def to_sarif(result: CheckResult) -> str:
     for f in result.findings:
         locs = []
         for lc in f.locations:
+            end_line, end_column = end_of(lc)
             locs.append({
                 "physicalLocation": {
                     "artifactLocation": {"uri": lc.file},
-                    "region": {"startLine": max(lc.line, 1), "startColumn": max(lc.column, 1)},
+                    "region": {"startLine": max(lc.line, 1), "startColumn": max(lc.column, 1),
+                               "endLine": max(end_line, 1), "endColumn": max(end_column, 1)},
                 },
                 "logicalLocations": [{"fullyQualifiedName": lc.node, "kind": "object"}],
             })
@@ -114,3 +132,37 @@ def to_sarif(result: CheckResult) -> str:
         }],
     }
     return json.dumps(doc, indent=2) + "\n"
+
+
+def github_data(text: str) -> str:
+    """A workflow command's message, escaped as GitHub's toolkit does (escapeData)."""
+    return text.replace("%", "%25").replace("\r", "%0D").replace("\n", "%0A")
+
+
+def github_property(text: str) -> str:
+    """A workflow command's property value (escapeProperty): `:` and `,` too."""
+    return github_data(text).replace(":", "%3A").replace(",", "%2C")
+
+
+def to_github(result: CheckResult) -> str:
+    """One `::error` / `::warning` workflow command per finding, at its first location
+    (GitHub shows it on that line of the pull request); the message carries the fix
+    hint and the other locations on lines of their own. Ends are exclusive columns,
+    as in the JSON; GitHub uses `col`/`endColumn` only within one line."""
+    lines: list[str] = []
+    for f in result.findings:
+        props: list[str] = []
+        first = f.locations[0] if f.locations else None
+        if first is not None:
+            end_line, end_column = end_of(first)
+            props += [f"file={github_property(first.file)}", f"line={max(first.line, 1)}",
+                      f"col={max(first.column, 1)}", f"endLine={max(end_line, 1)}",
+                      f"endColumn={max(end_column, 1)}"]
+        props.append(f"title={github_property(f.rule)}")
+        text = [f.message]
+        if f.hint:
+            text.append(f"fix: {f.hint}")
+        text += [f"also: {lc}: {lc.node}" for lc in f.locations[1:]]
+        command = "error" if f.severity == "error" else "warning"
+        lines.append(f"::{command} {','.join(props)}::{github_data(chr(10).join(text))}")
+    return "".join(line + "\n" for line in lines)

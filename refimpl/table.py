@@ -4,7 +4,8 @@ One row per endpoint of every channel Xen makes at boot, with the port Xen reall
 gives (a port 0 on the bind side becomes the lowest free port), and the DT node
 that declared it. `guest_fragments` writes, per domain, a DT fragment a guest could
 read its ports from (Xen itself gives guests nothing: this is the project's own
-convention, compatible "evtchn-spec,static-evtchn-info").
+convention, compatible "evtchn-spec,static-evtchn-info"); headers.py makes C, Rust,
+JSON and Zephyr manifests of the same rows (`--guest-header`).
 """
 
 from __future__ import annotations
@@ -88,11 +89,15 @@ def to_csv(table: list[Row]) -> str:
     return buf.getvalue()
 
 
+def row_json(r: Row) -> dict[str, object]:
+    """One row as `table --format json` gives it (the guest manifests reuse it)."""
+    return {"domain": r.domain, "domid": r.domid, "port": r.port, "peer_domain": r.peer_domain,
+            "peer_domid": r.peer_domid, "peer_port": r.peer_port if r.peer_port >= 0 else None,
+            "node": r.node, "peer_node": r.peer_node or None, "kind": r.kind}
+
+
 def to_json(table: list[Row], res: BootResult) -> str:
-    doc = {"format": 1, "outcome": res.outcome, "rows": [
-        {"domain": r.domain, "domid": r.domid, "port": r.port, "peer_domain": r.peer_domain,
-         "peer_domid": r.peer_domid, "peer_port": r.peer_port if r.peer_port >= 0 else None,
-         "node": r.node, "peer_node": r.peer_node or None, "kind": r.kind} for r in table]}
+    doc = {"format": 1, "outcome": res.outcome, "rows": [row_json(r) for r in table]}
     return json.dumps(doc, indent=2) + "\n"
 
 
