@@ -91,6 +91,9 @@ def add_prove_arguments(p: argparse.ArgumentParser) -> None:
 def add_fix_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("-o", "--output", metavar="FIXED.dts",
                    help="write the repaired DTS here (default: stdout); never the input")
+    p.add_argument("--diff", action="store_true",
+                   help="print a unified diff (--- a/FILE, +++ b/FILE) of the repair "
+                   "instead of the DTS (with -o, the diff is what is written there)")
     p.add_argument("--timeout", type=solver_seconds, metavar="SECONDS",
                    help="per-query solver limit, positive seconds (default: none); a "
                    "timeout is exit 3, nothing written")
@@ -250,6 +253,25 @@ def cmd_prove(args: argparse.Namespace) -> int:
     return _status_exit(doc["verdict"])
 
 
+def unified_diff(path: str, fixed: str) -> str:
+    """`fix --diff`: the repair as a patch of `path` (`patch -p1` applies it from the
+    directory the path is relative to); empty when nothing changes."""
+    import difflib
+    from pathlib import Path
+
+    old = Path(path).read_text(encoding="utf-8")
+    name = path.lstrip("/")
+    while name.startswith("./"):
+        name = name[2:].lstrip("/")
+    lines = difflib.unified_diff(old.splitlines(keepends=True),
+                                 fixed.splitlines(keepends=True),
+                                 fromfile=f"a/{name}", tofile=f"b/{name}")
+    out = []
+    for line in lines:
+        out.append(line if line.endswith("\n") else line + "\n\\ No newline at end of file\n")
+    return "".join(out)
+
+
 def cmd_fix(args: argparse.Namespace) -> int:
     _check_dialect(args)
     target = prepare_output(args.output, args)
@@ -259,7 +281,8 @@ def cmd_fix(args: argparse.Namespace) -> int:
     res = repair(cfg, args.timeout or 0.0)
     if res.text is not None and res.status not in ("unknown", "unfixable"):
         # written before the summary: a failed write is then the one line said
-        write_output(target, res.text, args, cfg.tree)
+        write_output(target, unified_diff(cfg.tree.source, res.text) if args.diff
+                     else res.text, args, cfg.tree)
     for line in res.summary:
         print(line, file=sys.stderr)
     if res.status == "unknown":
