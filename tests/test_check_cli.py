@@ -43,7 +43,7 @@ def test_check_reports_every_problem_with_locations(capsys: pytest.CaptureFixtur
     rng = by_rule["EVT-PORT-RANGE"]
     assert rng["severity"] == "error"
     first = rng["locations"][0]
-    assert set(first) == {"file", "line", "column", "node"}
+    assert set(first) == {"file", "line", "column", "end_line", "end_column", "node"}
     assert first["line"] == line_of(MANY, "<1024 &b1>")
     assert first["node"] == "/chosen/domU1/evtchn@1"
     assert {lc["node"] for lc in rng["locations"]} >= {"/chosen/domU1/evtchn@1",
