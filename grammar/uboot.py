@@ -665,8 +665,7 @@ class Runner:
             except ScriptSyntaxError as exc:
                 raise ScriptError(span, f"{exc} (in the command after its variables were "
                                         "substituted)") from None
-            for rc in cmds:
-                self._dispatch(rc.argv, span)
+            self._run_list(cmds, span, reparsed=True)
             return
         self._dispatch(argv[i:], span)
 
@@ -903,6 +902,11 @@ def _value_text(v: bytes, span: Span) -> str:
     raise ScriptError(span, "fdt get value of this property is not modelled")
 
 
+def _phandle_span(node: Node) -> Span:
+    prop = node.get("phandle") or node.get("linux,phandle")
+    return prop.span if prop is not None else node.span
+
+
 def _finish(tree: Tree) -> None:
     """What the DTB reader checks after reading: phandles (length, value, clashes)
     give Node.phandle and Tree.phandles; labels of deleted nodes go."""
@@ -930,10 +934,11 @@ def _finish(tree: Tree) -> None:
             ph = next(iter(values.values()))
             other = tree.phandles.get(ph)
             if other is not None:
-                where = node.get("phandle") or node.get("linux,phandle")
-                assert where is not None
-                raise InputError(where.span, f"duplicated phandle 0x{ph:x} in {node.path} "
-                                             f"(seen before at {other.path})")
+                # reported at the script's phandle when one of the two is the script's
+                first, second = (node, other) if _phandle_span(other).file == tree.source \
+                    else (other, node)
+                raise InputError(_phandle_span(second), f"duplicated phandle 0x{ph:x} in "
+                                 f"{second.path} (seen before at {first.path})")
             node.phandle = ph
             tree.phandles[ph] = node
     live = {id(n) for n in tree.walk()}

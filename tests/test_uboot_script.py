@@ -175,6 +175,8 @@ def test_hush_details() -> None:
         b"x;fdt\0rm\0/chosen\0"
     # run executes a variable's text; || skips the other side (loads always succeed)
     assert chosen_prop("setenv c 'fdt set /chosen p <5>'\nrun c\n") == b"\0\0\0\x05"
+    # an assignment before a command is set first (hush's set_local_var), also in run
+    assert chosen_prop("setenv c 'x=6 fdt set /chosen p <$x>'\nrun c\n") == b"\0\0\0\x06"
     assert chosen_prop("fdt set /chosen p <1> || fdt set /chosen p <2>\n") == b"\0\0\0\x01"
     assert chosen_prop("fdt set /chosen p <1> && fdt set /chosen p <2>\n") == b"\0\0\0\x02"
     # old hush skips the whole rest of the chain after a successful `||`
@@ -213,6 +215,10 @@ def test_commands_after_a_boot_do_not_run() -> None:
      "FDT_ERR_NOTFOUND"),
     ("fdt addr 1\nfdt mknod /chosen a\nfdt set /chosen/a phandle <0x8001>\n", "3:1",
      "duplicated phandle 0x8001 in /chosen/a"),
+    # a new node of the root's goes first, before the base node with that phandle:
+    # the error still points at the script
+    ("fdt addr 1\nfdt mknod / aaa\nfdt set /aaa phandle <0x8001>\n", "3:1",
+     "duplicated phandle 0x8001 in /aaa"),
 ])
 def test_script_errors_are_one_line_at_the_command(script: str, where: str,
                                                    message: str) -> None:
@@ -457,7 +463,9 @@ def _draw_script(data: st.DataObject) -> str:
             props = [p.name for p in node.prop_list()]
             if not props:
                 continue
-            line = f"fdt rm {node.path} {data.draw(st.sampled_from(props))}"
+            # an unescaped `#` would start a comment: `fdt rm /chosen` would follow
+            pick = data.draw(st.sampled_from(props)).replace("#", "\\#")
+            line = f"fdt rm {node.path} {pick}"
         else:
             if node is chosen:
                 continue
