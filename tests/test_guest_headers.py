@@ -29,15 +29,16 @@ ROOT = Path(__file__).resolve().parent.parent
 EXAMPLE = ROOT / "examples" / "dom0less-three-domus.dts"
 XENSTORE = ROOT / "tests" / "data" / "rules" / "EVT-PORT-XENSTORE.passes.dts"
 
-C_KEYWORDS = set("""auto break case char const continue default do double else enum extern
+C_WORDS = """auto break case char const continue default do double else enum extern
 float for goto if inline int long register restrict return short signed sizeof static
 struct switch typedef union unsigned void volatile while _Alignas _Alignof _Atomic _Bool
 _Complex _Generic _Imaginary _Noreturn _Static_assert _Thread_local alignas alignof bool
-constexpr false nullptr static_assert thread_local true typeof typeof_unqual""".split())
-RUST_KEYWORDS = set("""as break const continue crate else enum extern false fn for if impl in
+constexpr false nullptr static_assert thread_local true typeof typeof_unqual"""
+RUST_WORDS = """as break const continue crate else enum extern false fn for if impl in
 let loop match mod move mut pub ref return self Self static struct super trait true type
 unsafe use where while async await dyn abstract become box do final macro override priv
-typeof unsized virtual yield try gen union""".split())
+typeof unsized virtual yield try gen union"""
+C_KEYWORDS, RUST_KEYWORDS = set(C_WORDS.split()), set(RUST_WORDS.split())
 IDENT = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 
 # two ports whose names map to one identifier (a label and a node name), a static
