@@ -369,3 +369,32 @@ def test_names_unique_valid_and_equal_to_the_table(s: System) -> None:
         text = headers.to_c(next(d for d in res.domains if d.domid == domid), ports, res)
         defined = dict(re.findall(r"#define (EVTCHN\w*) (\d+)", text))
         assert {n: int(v) for n, v in defined.items()} == {p.name: p.row.port for p in ports}
+
+
+SHAPES = ["new", "new/deeper", "existing-dir", "existing-dir/", "a-file", "a-file/x",
+          "missing/x", "", "link-to-dir", "dangling-link"]
+
+
+@pytest.mark.parametrize("shape", SHAPES)
+def test_directory_handling_is_guest_dts(capsys: pytest.CaptureFixture[str], tmp_path: Path,
+                                         shape: str) -> None:
+    """--guest-header DIR takes every DIR shape as --guest-dt DIR does: the same exit
+    code, the same refusal (naming DIR), and files exactly where --guest-dt puts its."""
+    results = []
+    for option in ("--guest-dt", "--guest-header"):
+        base = tmp_path / option.strip("-")
+        base.mkdir()
+        (base / "existing-dir").mkdir()
+        (base / "a-file").write_text("keep")
+        (base / "link-to-dir").symlink_to("existing-dir")
+        (base / "dangling-link").symlink_to("nowhere")
+        target = str(base / shape) if shape else ""
+        rc, _, err = run(capsys, "table", str(EXAMPLE), option, target)
+        # "1-domU1.dts" and "domU1.h" are the same domain's file
+        made = sorted(re.sub(r"(^|/)\d+-([^/]*)\.(dts|h)$", r"\1\2", str(p.relative_to(base)))
+                      for p in base.rglob("*"))
+        results.append((rc, err.replace(str(base), "BASE"), made))
+        assert (base / "a-file").read_text() == "keep"
+    (rc_dt, err_dt, made_dt), (rc_h, err_h, made_h) = results
+    assert rc_h == rc_dt and err_h == err_dt and len(err_h.splitlines()) <= 1
+    assert made_h == made_dt
