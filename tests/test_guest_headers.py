@@ -398,3 +398,18 @@ def test_directory_handling_is_guest_dts(capsys: pytest.CaptureFixture[str], tmp
     (rc_dt, err_dt, made_dt), (rc_h, err_h, made_h) = results
     assert rc_h == rc_dt and err_h == err_dt and len(err_h.splitlines()) <= 1
     assert made_h == made_dt
+
+
+def test_a_panicking_tree_still_gets_files_that_say_so(capsys: pytest.CaptureFixture[str],
+                                                       tmp_path: Path) -> None:
+    many = ROOT / "tests" / "data" / "boot" / "many-problems.dts"
+    out = tmp_path / "h"
+    rc, _, err = run(capsys, "table", str(many), "--guest-header", str(out))
+    assert rc == 1 and "panic" in err
+    files = sorted(out.iterdir())
+    assert files
+    for f in files:
+        assert "WARNING: Xen panics with this tree" in f.read_text()
+    ok = tmp_path / "ok"
+    assert run(capsys, "table", str(EXAMPLE), "--guest-header", str(ok))[0] == 0
+    assert not any("WARNING" in f.read_text() for f in ok.iterdir())
