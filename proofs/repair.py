@@ -1,11 +1,28 @@
 """`fix`: the fewest port changes (then the lowest ports) that make a config certify.
 
-Ports are per domain, so every domain with a port counterexample is repaired on its
-own with Z3's `Optimize`: one variable per port cell of the domain's channel ends,
-soft "keep the written value" (first objective: fewest changes), then the sum of
-the ports (second objective: lowest ports). A side-B port 0 may stay 0 (Xen binds
-the lowest free port, which the model works out in walk order); a port is never
-changed *to* 0. The result is checked again by the certifier before it is written.
+Ports are per domain and, once every channel is made, a domain's ports only have to
+be in range, off the xenstore port and distinct (a side-B port 0 binding the lowest
+free port at its turn). So every domain is solved on its own, over its cells in the
+order Xen allocates them, in two steps:
+
+1. Which cells keep their written port: as many as possible. A cell with a port it
+   can never keep (out of range, the xenstore port, 0 on side A) changes. Of the
+   cells writing the same port at most one keeps it. A kept port-0 side B binds the
+   lowest port that is free at its turn, and that must not be a port a later kept
+   cell writes: it is, exactly when the kept port-0 cells so far and the explicit
+   kept ports written before it under the next later kept port (its *wall*) fill
+   every port below that wall (`_Pack`; the changed cells can always go above).
+   Cells no such condition can bind keep the earliest of each port (pigeonhole: this
+   is the most). The rest is a small pseudo-Boolean problem for Z3 `Solver`: the
+   bound on kept cells is raised until Z3 proves one more impossible (`unsat`).
+   Among the best choices the earliest cells keep theirs (the greatest keep vector in
+   walk order), so the cell Xen rejects, the later of two, is the one changed.
+2. The new values: each changed cell, in walk order, takes the lowest port that
+   still admits a solution; that is the lowest free port, or the lowest above a wall
+   a later kept port-0 cell would otherwise run into.
+
+A port is never changed *to* 0. The result is checked again by the certifier before
+it is written.
 
 The DTS is rewritten only in those cells, at their `Piece` spans: comments, layout
 and everything else stay byte for byte. Problems no port can fix (a dangling
@@ -15,6 +32,7 @@ user must decide.
 
 from __future__ import annotations
 
+import bisect
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -58,81 +76,210 @@ def _first_attempts(f: Facts) -> list[Attempt]:
 
 
 class _SolverUnknown(Exception):
-    """Optimize gave no answer (timeout): never to be read as "unfixable"."""
+    """Z3 gave no answer (timeout): never to be read as "unfixable"."""
 
 
-def _solve_domain(f: Facts, d: int, atts: list[Attempt], timeout_ms: int,
-                  ) -> dict[int, int] | None:
-    """New values for the port cells of domain d's channel ends (node index -> port)."""
-    ctx = z3.Context()
-    opt = z3.Optimize(ctx=ctx)
-    if timeout_ms:
-        opt.set("timeout", timeout_ms)
-    hard: list[z3.BoolRef] = []  # the same constraints feed both stages
-    df = f.domains[d]
-    nodes = f.nodes
-    var: dict[int, z3.ArithRef] = {}
-    eff: list[tuple[int, z3.ArithRef]] = []  # (node, effective port) in walk order
-    held: list[z3.ArithRef] = [z3.IntVal(XENSTORE_PORT, ctx)] if df.xenstore else []
+@dataclass(frozen=True, slots=True)
+class _Cell:
+    """One port cell of a domain, in the order Xen allocates the domain's ports."""
+
+    node: int  # node fact index
+    old: int  # the written port
+    zero: bool  # side B asking for port 0: it may stay 0 (Xen binds the lowest free port)
+    valid: bool  # an explicit port the cell may keep: 1..limit, not the xenstore port
+
+
+@dataclass(frozen=True, slots=True)
+class _Pack:
+    """A pigeonhole condition on the cells kept: if cell `z` (a port-0 side B) and the
+    explicit cell `e` after it (port `wall`) are both kept, the kept cells in `count`
+    (the port-0 cells up to z, the explicit cells before z under `wall`) fit below
+    `wall`: at most `room` of them (`wall` - 1 ports, less the xenstore port)."""
+
+    z: int
+    e: int
+    count: tuple[int, ...]
+    room: int
+
+
+def _cells(f: Facts, atts: list[Attempt]) -> dict[int, list[_Cell]]:
+    """Each domain's cells, in the order Xen allocates the domain's ports."""
+    out: dict[int, list[_Cell]] = {}
+    seen: set[int] = set()
     for at in atts:
         for side, i in (("A", at.a), ("B", at.b)):
-            n = nodes[i]
-            if n.dom != d or i in var:
+            n = f.nodes[i]
+            if i in seen:
                 continue
-            v = z3.Int(f"p{i}", ctx)
-            var[i] = v
-            hard += [v >= 0, v <= df.limit]
-            if df.xenstore:
-                hard.append(v != XENSTORE_PORT)
-            if side == "A" or n.port != 0:
-                hard.append(v >= 1)
-            if side == "B" and n.port == 0:
-                q = z3.Int(f"q{i}", ctx)
-                cnt = [z3.If(z3.And(h >= 1, h < q), 1, 0) for h in held]
-                # The lowest free port is at most one past the ports already held:
-                # a small range keeps the counting constraint easy for the solver.
-                hard.append(z3.Implies(v == 0, z3.And(
-                    q >= 1, q <= df.limit, q <= len(held) + 1, *[h != q for h in held],
-                    z3.Sum(*cnt, z3.IntVal(0, ctx)) == q - 1)))
-                hard.append(z3.Implies(v != 0, q == v))
-                e: z3.ArithRef = q
+            seen.add(i)
+            df = f.domains[n.dom]
+            zero = side == "B" and n.port == 0
+            valid = 1 <= n.port <= df.limit and not (df.xenstore and n.port == XENSTORE_PORT)
+            out.setdefault(n.dom, []).append(_Cell(i, n.port, zero, valid))
+    return out
+
+
+def _packs(cells: list[_Cell], xs: int) -> list[_Pack]:
+    """The conditions that can bind: (z, e) pairs where keeping every candidate in
+    `count` would not fit. The excess `count - room` only falls as the wall rises,
+    so per port-0 cell only walls up to a threshold are listed."""
+    out: list[_Pack] = []
+    by_value: dict[int, list[int]] = {}
+    for p, c in enumerate(cells):
+        if c.valid and not c.zero:
+            by_value.setdefault(c.old, []).append(p)
+    walls = sorted(by_value)
+    below: list[int] = []  # distinct explicit values written before the current cell
+    zeros: list[int] = []
+    for t, c in enumerate(cells):
+        if not c.zero:
+            i = bisect.bisect_left(below, c.old)
+            if c.valid and (i == len(below) or below[i] != c.old):
+                below.insert(i, c.old)
+            continue
+        zeros.append(t)
+
+        def excess(wall: int) -> int:
+            return len(zeros) + bisect.bisect_left(below, wall) - (wall - 1 - xs)
+
+        lo, hi = 1, max(by_value, default=0)  # the last wall with excess > 0, by bisection
+        if hi < 1 or excess(1) <= 0:
+            continue
+        while lo < hi:
+            mid = (lo + hi + 1) // 2
+            if excess(mid) > 0:
+                lo = mid
             else:
-                e = v
-            held.append(e)
-            eff.append((i, e))
-    if len(held) > 1:
-        hard.append(z3.Distinct(*held))
-    opt.add(*hard)
-    # First objective: fewest changed cells (MaxSAT over "keep the written value").
-    for i, v in var.items():
-        opt.add_soft(v == nodes[i].port, 1, "keep")
-    verdict = opt.check()
-    if verdict == z3.unknown:
-        raise _SolverUnknown(d)
-    if verdict != z3.sat:
-        return None
-    m = opt.model()
-    first = {i: int(m.eval(v).as_long()) for i, v in var.items()}
-    # Second objective: the lowest ports for exactly those cells (the others fixed),
-    # each cell in walk order taking the lowest value that still admits a solution.
-    # (Optimize's arithmetic objective was slow here; this is a few cheap checks.)
-    moved = [i for i in var if first[i] != nodes[i].port]
+                hi = mid - 1
+        for wall in walls[:bisect.bisect_right(walls, lo)]:
+            later = [e for e in by_value[wall] if e > t]
+            if not later:
+                continue
+            count = tuple(zeros) + tuple(q for q in range(t) if not cells[q].zero
+                                         and cells[q].valid and cells[q].old < wall)
+            out += [_Pack(t, e, count, wall - 1 - xs) for e in later]
+    return out
+
+
+def _keep(cells: list[_Cell], xs: int, timeout_ms: int) -> list[bool]:
+    """The cells that keep their port: as many as possible, and among those choices the
+    one that keeps the earliest cells (the greatest keep vector in walk order)."""
+    keep = [c.valid or c.zero for c in cells]
+    groups: dict[int, list[int]] = {}
+    for p, c in enumerate(cells):
+        if c.valid and not c.zero:
+            groups.setdefault(c.old, []).append(p)
+    packs = _packs(cells, xs)
+    tied: set[int] = set()  # cells some binding pack names, and their value groups
+    for pk in packs:
+        tied.update((pk.z, pk.e, *pk.count))
+    for p in list(tied):
+        c = cells[p]
+        if not c.zero:
+            tied.update(groups[c.old])
+    # Free value groups: at most one cell per port keeps it (pigeonhole), the earliest.
+    for ps in groups.values():
+        if ps[0] not in tied:
+            for p in ps[1:]:
+                keep[p] = False
+    if not tied:
+        return keep
+    order = sorted(tied)
+    ctx = z3.Context()
     sol = z3.Solver(ctx=ctx)
     if timeout_ms:
         sol.set("timeout", timeout_ms)
-    sol.add(*hard)
-    for i, v in var.items():
-        if i not in moved:
-            sol.add(v == nodes[i].port)
+    k = {p: z3.Bool(f"k{p}", ctx) for p in order}
+    for ps in groups.values():
+        if ps[0] in tied and len(ps) > 1:
+            sol.add(z3.AtMost(*[k[p] for p in ps], 1))
+    for pk in packs:
+        coef: dict[int, int] = {}
+        for p in pk.count:
+            coef[p] = coef.get(p, 0) + 1
+        big = sum(coef.values())
+        coef[pk.z] = coef.get(pk.z, 0) + big
+        coef[pk.e] = coef.get(pk.e, 0) + big
+        sol.add(z3.PbLe([(k[p], w) for p, w in coef.items()], pk.room + 2 * big))
+    total = [(k[p], 1) for p in order]
+
+    def check(*extra: z3.BoolRef) -> bool:
+        got = sol.check(*extra)
+        if got == z3.unknown:
+            raise _SolverUnknown()
+        return bool(got == z3.sat)
+
+    # The most cells kept: raise the bound until Z3 proves one more impossible.
+    if not check():
+        raise AssertionError("internal: keeping nothing is always possible")
+    model = sol.model()
+    best = sum(bool(z3.is_true(model.eval(k[p], True))) for p in order)
+    while check(z3.PbGe(total, best + 1)):
+        model = sol.model()
+        best = sum(bool(z3.is_true(model.eval(k[p], True))) for p in order)
+    sol.add(z3.PbGe(total, best))
+    for p in order:  # earliest cells first: keep p if a best choice still does
+        if z3.is_true(model.eval(k[p], True)):
+            sol.add(k[p])
+        elif check(k[p]):
+            model = sol.model()
+            sol.add(k[p])
         else:
-            sol.add(v != nodes[i].port)
-    for i in moved:
-        for cand in range(1, df.limit + 1):
-            if sol.check(var[i] == cand) == z3.sat:
-                sol.add(var[i] == cand)
-                first[i] = cand
-                break
-    return first
+            sol.add(z3.Not(k[p]))
+        keep[p] = z3.is_true(model.eval(k[p], True))
+    return keep
+
+
+def _values(cells: list[_Cell], keep: list[bool], limit: int, xs: int) -> list[int]:
+    """The new port cells: kept cells as written, each changed cell in walk order the
+    lowest port that still lets every later port-0 cell get a port of its own."""
+    n = len(cells)
+    reserved = {c.old for c, kp in zip(cells, keep, strict=True) if kp and not c.zero}
+    free = [p for p in range(1 + xs, limit + 1) if p not in reserved]  # sorted
+    wall = [limit + 1] * (n + 1)  # lowest port kept by an explicit cell after position t
+    for t in range(n - 1, -1, -1):
+        c = cells[t]
+        wall[t] = min(wall[t + 1], c.old) if keep[t] and not c.zero else wall[t + 1]
+    later_zero = [t for t in range(n) if keep[t] and cells[t].zero]
+    out: list[int] = []
+    zi = 0  # index in later_zero of the next kept port-0 cell
+    for t, c in enumerate(cells):
+        if keep[t] and not c.zero:
+            out.append(c.old)
+            continue
+        if keep[t]:  # Xen binds the lowest free port: the lowest free non-reserved one
+            if not free or free[0] >= wall[t]:
+                raise AssertionError("internal: a kept port-0 cell has no port")
+            del free[0]
+            zi += 1
+            out.append(0)
+            continue
+        # The later kept port-0 cells take the lowest free ports in turn; the i-th of
+        # them must stay under its wall. Where that is tight, this cell goes above it.
+        low = 0
+        for i, z in enumerate(later_zero[zi:], 1):
+            if bisect.bisect_left(free, wall[z]) == i:
+                low = max(low, wall[z])
+        at = bisect.bisect_left(free, low)
+        while at < len(free) and free[at] == c.old:
+            at += 1
+        if at >= len(free):
+            raise AssertionError("internal: no port left for a changed cell")
+        out.append(free.pop(at))
+    return out
+
+
+def _solve_domain(f: Facts, d: int, cells: list[_Cell], timeout_ms: int,
+                  ) -> dict[int, int] | None:
+    """New values for the port cells of domain d's channel ends (node index -> port),
+    or None when the domain has more channel ends than ports."""
+    df = f.domains[d]
+    xs = 1 if df.xenstore else 0
+    if len(cells) > df.limit - xs:
+        return None
+    keep = _keep(cells, xs, timeout_ms)
+    vals = _values(cells, keep, df.limit, xs)
+    return {c.node: v for c, v in zip(cells, vals, strict=True)}
 
 
 def _rewrite(source: str, edits: list[tuple[Span, int, int]]) -> str:
@@ -141,11 +288,13 @@ def _rewrite(source: str, edits: list[tuple[Span, int, int]]) -> str:
     starts = [0]
     for ln in lines:
         starts.append(starts[-1] + len(ln) + 1)
-    out = source
+    cuts: list[tuple[int, int, str]] = []
+    # checked from the last cell up (the first error named is the last bad cell, as
+    # before); the text is then joined once, so the rewrite is linear in the source
     for span, old, new in sorted(edits, key=lambda e: (e[0].line, e[0].column), reverse=True):
         a = starts[span.line - 1] + span.column - 1
         b = starts[span.end_line - 1] + span.end_column - 1
-        lit = out[a:b]
+        lit = source[a:b]
         try:
             value = int(lit, 0)
         except ValueError:
@@ -153,9 +302,14 @@ def _rewrite(source: str, edits: list[tuple[Span, int, int]]) -> str:
         if value != old:
             raise InputError(span, f"cannot rewrite this port cell ({lit!r} is not a plain "
                              f"number): change it to {new} by hand")
-        text = f"{new:#x}" if lit.lower().startswith("0x") else str(new)
-        out = out[:a] + text + out[b:]
-    return out
+        cuts.append((a, b, f"{new:#x}" if lit.lower().startswith("0x") else str(new)))
+    out: list[str] = []
+    at = 0
+    for a, b, text in reversed(cuts):
+        out += [source[at:a], text]
+        at = b
+    out.append(source[at:])
+    return "".join(out)
 
 
 def repair(cfg: Config, timeout: float = 0.0) -> RepairResult:
@@ -189,41 +343,32 @@ def repair(cfg: Config, timeout: float = 0.0) -> RepairResult:
         res.text = None
         return res
     atts = _first_attempts(f)
-    for at in atts:  # EVT-PORT-ZERO is checked in side B's domain; the fix is on side A
-        if f.nodes[at.a].port == 0 and f.nodes[at.b].dom in bad_doms:
-            bad_doms.add(f.nodes[at.a].dom)
     if cfg.tree.is_dtb:
         raise InputError(Span(cfg.tree.source, 1, 1), "fix rewrites DTS source; give the .dts")
     source = Path(cfg.tree.source).read_text(encoding="utf-8")
-    # A changed port can let a channel through that used to fail, and that channel's
-    # other end may then collide in its own domain: widen the set and solve again.
-    for _ in range(len(f.domains) + 1):
-        new_ports: dict[int, int] = {}
-        for d in sorted(bad_doms):
-            try:
-                got = _solve_domain(f, d, atts, timeout_ms)
-            except _SolverUnknown:
-                res.status = "unknown"
-                res.changes = []
-                res.summary.append(f"fix: the solver did not answer for d{d} "
-                                   f"({f.domains[d].name}) (timeout); nothing written")
-                return res
-            if got is None:
-                res.status = "unfixable"
-                res.summary.append(f"fix: d{d} ({f.domains[d].name}) has more channel ends "
-                                   f"than free ports (1..{f.domains[d].limit}); remove "
-                                   "channels")
-                return res
-            new_ports.update(got)
-        res.changes = []
-        text = _rewrite(source, _edits(cfg, f, new_ports, res))
-        still = _bad_domains(cfg, text)
-        if not still:
-            res.text = text
-            break
-        if still <= bad_doms or -1 in still:
-            break
-        bad_doms |= still
+    # Every domain is solved, not only those with a counterexample: a changed port can
+    # let a channel through that used to fail, and its other end must then fit in its
+    # own domain too. A domain whose written ports already fit keeps them all (zero
+    # changes is its optimum), so this changes nothing there and needs no second round.
+    new_ports: dict[int, int] = {}
+    by_dom = _cells(f, atts)
+    for d in sorted(by_dom):
+        try:
+            got = _solve_domain(f, d, by_dom[d], timeout_ms)
+        except _SolverUnknown:
+            res.status = "unknown"
+            res.summary.append(f"fix: the solver did not answer for d{d} "
+                               f"({f.domains[d].name}) (timeout); nothing written")
+            return res
+        if got is None:
+            res.status = "unfixable"
+            res.summary.append(f"fix: d{d} ({f.domains[d].name}) has more channel ends "
+                               f"than free ports (1..{f.domains[d].limit}); remove channels")
+            return res
+        new_ports.update(got)
+    text = _rewrite(source, _edits(cfg, f, new_ports, res))
+    if not _bad_domains(cfg, text):  # the certifier has the last word
+        res.text = text
     if res.text is None:
         res.status = "unknown"
         res.changes = []
