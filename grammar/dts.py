@@ -34,8 +34,13 @@ import bisect
 import gc
 import os
 import re
+import sys
 import threading
+from array import array
 from collections.abc import Iterator, Sequence
+from functools import partial
+from itertools import islice
+from operator import add
 from pathlib import Path
 from sys import intern
 from typing import Any
@@ -417,6 +422,7 @@ _K_CELL = PIECE_KIND_INDEX[PieceKind.CELL]
 _K_REF = PIECE_KIND_INDEX[PieceKind.REF]
 _K_STRING = PIECE_KIND_INDEX[PieceKind.STRING]
 _K_BYTES = PIECE_KIND_INDEX[PieceKind.BYTES]
+_PIECE_INTS = 7  # ints a piece takes in the flat form
 
 
 class _Pos:
@@ -470,22 +476,37 @@ def _simple_cells(ctx: _Ctx, tok: Token) -> tuple[str, bytes, list[Marker], Piec
     text, fname, line, col = _tok_pos(ctx, tok)
     # a newline in the trailing whitespace moves no position inside the token
     pos = _Pos(text, 0, line, col) if "\n" in text.rstrip(_SPACE) else None
-    out = bytearray()
-    markers: list[Marker] = []
-    flat: list[int] = []
-    _cells_into(text, 0, fname, line, col, pos, out, markers, flat)
-    packed = pack_flat(fname, flat)
-    return ("c", bytes(out), markers, flat_pieces(fname, flat) if packed is None else packed,
-            tok, tok)
+    for flat in _flat_forms():
+        out = bytearray()
+        markers: list[Marker] = []
+        try:
+            _cells_into(text, 0, fname, line, col, pos, out, markers, flat)
+        except OverflowError:  # a position beyond 32 bits: the list form
+            continue
+        packed = pack_flat(fname, flat)
+        return ("c", bytes(out), markers,
+                flat_pieces(fname, flat) if packed is None else packed, tok, tok)
+    raise AssertionError("unreachable: the list form takes any int")  # pragma: no cover
+
+
+def _flat_forms() -> Iterator[array[int] | list[int]]:
+    """Where a statement's piece ints go: a C int array first (4 bytes an int, packed
+    as it is: a property of 10^7 cells is not 7 * 10^7 Python ints), then, if a
+    position does not fit in 32 bits (an absurd cpp line marker), a plain list."""
+    yield array("i")
+    yield []
 
 
 def _cells_into(text: str, base: int, fname: str, line0: int, cb: int, pos: _Pos | None,
-                out: bytearray, markers: list[Marker], flat: list[int]) -> int:
+                out: bytearray, markers: list[Marker], flat: array[int] | list[int]) -> int:
     """Appends the plain `< >` list at text[base] to out, its markers to markers and
     its pieces to flat (tree.pack_flat's ints); returns the index just past its `>`.
     Positions: on line0 at column cb + offset, or from pos if the list may span lines.
     A reference's marker leaves its span to its REF piece (tree.RawRef)."""
     end_list = text.index(">", base)
+    if (pos is None and end_list - base > _BULK_MIN and type(flat) is array
+            and _bulk_cells(text, base, end_list, line0, cb, out, flat)):
+        return end_list + 1
     for m in _SIMPLE_ELEM.finditer(text, base, end_list):
         a, b = m.span()
         if pos is None:
@@ -505,13 +526,54 @@ def _cells_into(text: str, base: int, fname: str, line0: int, cb: int, pos: _Pos
             if v > 0xFFFFFFFF and (v | 0xFFFFFFFF) != M64:
                 raise InputError(Span(fname, line, col, line, col + b - a),
                                  "Value out of range for 32-bit array element")
-            flat += (off, 4, _K_CELL, line, col, line, col + b - a)
+            flat.extend((off, 4, _K_CELL, line, col, line, col + b - a))
             out += (v & 0xFFFFFFFF).to_bytes(4, "big")
         else:
             markers.append((off, MK_PHANDLE, m.group(2) or m.group(3), None))
-            flat += (off, 4, _K_REF, line, col, line, col + b - a)
+            flat.extend((off, 4, _K_REF, line, col, line, col + b - a))
             out += b"\xff\xff\xff\xff"
     return end_list + 1
+
+
+# A long one-line list of plain numbers (a table of 10^7 cells) is taken in bulk: the
+# numbers by int() over the split words, the pieces' ints by array slices, all at C
+# speed; the bytes and pieces are exactly those of the loop in _cells_into.
+_BULK_MIN = 256
+_BULK_CHUNK = 1 << 16
+_PLAIN_LIST = re.compile(r"(?>[ \t\n\r\f\v]*+(?>[1-9][0-9]{0,8}+|0[xX][0-9a-fA-F]{1,8}+|0)"
+                         r"(?![0-9a-zA-Z_&]))*+[ \t\n\r\f\v]*+")
+_WORD = re.compile(r"[^ \t\n\r\f\v]+")
+_INT0 = partial(int, base=0)
+
+
+def _bulk_cells(text: str, base: int, end: int, line0: int, cb: int, out: bytearray,
+                flat: array[int]) -> bool:
+    """`_cells_into` for a list whose every element is a decimal of at most 9 digits or
+    a hex of at most 8 (so each fits in 32 bits); False (nothing done) otherwise."""
+    if _PLAIN_LIST.fullmatch(text, base + 1, end) is None:
+        return False
+    found = _WORD.finditer(text, base + 1, end)
+    while True:  # in chunks: no list of 10^7 words is ever held
+        ms = list(islice(found, _BULK_CHUNK))
+        n = len(ms)
+        if not n:
+            return True
+        words = [m.group() for m in ms]
+        cells = array("I", map(_INT0, words))
+        if sys.byteorder == "little":
+            cells.byteswap()
+        off0 = len(out)
+        cols = array("i", [m.start() + cb for m in ms])
+        del ms
+        block = array("i", bytes(_PIECE_INTS * 4 * n))
+        block[0::_PIECE_INTS] = array("i", range(off0, off0 + 4 * n, 4))
+        block[1::_PIECE_INTS] = array("i", [4]) * n
+        block[2::_PIECE_INTS] = array("i", [_K_CELL]) * n
+        block[3::_PIECE_INTS] = block[5::_PIECE_INTS] = array("i", [line0]) * n
+        block[4::_PIECE_INTS] = cols
+        block[6::_PIECE_INTS] = array("i", map(add, cols, map(len, words)))
+        out += cells.tobytes()
+        flat.extend(block)
 
 
 def _statement(ctx: _Ctx, tok: Token) -> LProp:
@@ -529,14 +591,25 @@ def _stmt(ctx: _Ctx, text: str, i: int, eol: int, fname: str, line0: int, c0: in
     first newline from i on (or the length of text). Returns the property and the index
     past the whitespace after the statement."""
     start = i
-    cb = c0 - i  # column of offset k on line0: cb + k
-    pos: _Pos | None = None  # for offsets past eol
     eq = text.index("=", i)
     name = text[i:eq].rstrip(_SPACE)
     name = intern(name[1:] if name[0] == "\\" else name)
+    for flat in _flat_forms():
+        try:
+            return _stmt_value(ctx, text, start, eq, eol, fname, line0, c0, name, flat)
+        except OverflowError:  # a position beyond 32 bits: the list form
+            continue
+    raise AssertionError("unreachable: the list form takes any int")  # pragma: no cover
+
+
+def _stmt_value(ctx: _Ctx, text: str, start: int, eq: int, eol: int, fname: str,
+                line0: int, c0: int, name: str, flat: array[int] | list[int]
+                ) -> tuple[LProp, int]:
+    """`_stmt` past the name, its piece ints into `flat`."""
+    cb = c0 - start  # column of offset k on line0: cb + k
+    pos: _Pos | None = None  # for offsets past eol
     out = bytearray()
     markers: list[Marker] = []
-    flat: list[int] = []
     i = eq + 1
     while True:
         while text[i] in _SPACE:
@@ -557,10 +630,10 @@ def _stmt(ctx: _Ctx, text: str, i: int, eol: int, fname: str, line0: int, c0: in
                 sp = pos.span_ints(i, end)
             if ch == '"':
                 data = _strdata(text, i, end, fname, sp)
-                flat += (len(out), len(data), _K_STRING, *sp)
+                flat.extend((len(out), len(data), _K_STRING, *sp))
             else:
                 data = bytes.fromhex("".join(text[i + 1 : end - 1].split()))
-                flat += (len(out), len(data), _K_BYTES, *sp)
+                flat.extend((len(out), len(data), _K_BYTES, *sp))
             out += data
             i = end
         while text[i] in _SPACE:

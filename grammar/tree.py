@@ -9,7 +9,9 @@ point back at the user's source.
 
 from __future__ import annotations
 
+import bisect
 import struct
+from array import array
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from enum import Enum
@@ -103,13 +105,23 @@ def pack_pieces(pieces: list[Piece]) -> Pieces:
     return struct.pack(f"={len(flat) + 1}i", idx, *flat)
 
 
-def pack_flat(fname: str, flat: list[int],
+def pack_flat(fname: str, flat: list[int] | array[int],
               span: tuple[int, int, int, int] | None = None) -> bytes | None:
     """The packed form made straight from ints, 7 a piece as above (the kind by
     PIECE_KIND_INDEX), with a property's span (line, column, end line, end column)
     folded in if given: the DTS front end need not build Piece and Span objects only
-    to have them packed. None if a number does not fit in 32 bits (see flat_pieces)."""
-    ints = flat if span is None else [*span, *flat]
+    to have them packed. None if a number does not fit in 32 bits (see flat_pieces).
+    An array('i') is already 32-bit ints in the packed layout: it is copied as it is."""
+    if isinstance(flat, array) and flat.typecode == "i" and flat.itemsize == 4:
+        if span is not None and (min(span) < _INT_MIN or max(span) > _INT_MAX):
+            return None
+        idx = _FILE_INDEX.get(fname)
+        if idx is None:
+            idx = _FILE_INDEX[fname] = len(_FILES)
+            _FILES.append(fname)
+        head = struct.pack("=i", idx) if span is None else struct.pack("=5i", idx, *span)
+        return b"".join((head, memoryview(flat)))  # (one copy, not two)
+    ints = list(flat) if span is None else [*span, *flat]
     if ints and (min(ints) < _INT_MIN or max(ints) > _INT_MAX):
         return None
     idx = _FILE_INDEX.get(fname)
@@ -119,7 +131,7 @@ def pack_flat(fname: str, flat: list[int],
     return struct.pack(f"={len(ints) + 1}i", idx, *ints)
 
 
-def flat_pieces(fname: str, flat: list[int]) -> list[Piece]:
+def flat_pieces(fname: str, flat: list[int] | array[int]) -> list[Piece]:
     """Piece objects for `pack_flat`'s ints (when they cannot be packed)."""
     kinds = _PIECE_KINDS
     return [Piece(flat[i], flat[i + 1], kinds[flat[i + 2]],
@@ -132,6 +144,21 @@ def flat_pieces(fname: str, flat: list[int]) -> list[Piece]:
 # instead of a packed piece of its own; `Property.pieces` expands it. unpack_pieces
 # refuses it (it needs the property).
 WHOLE_CELL: bytes = b"\x00"
+
+
+class _KindView(Sequence[PieceKind]):
+    """Piece kinds read from the packed kind numbers, one at a time."""
+
+    __slots__ = ("_ints",)
+
+    def __init__(self, ints: memoryview) -> None:
+        self._ints = ints
+
+    def __len__(self) -> int:
+        return len(self._ints)
+
+    def __getitem__(self, i: int) -> PieceKind:  # type: ignore[override]
+        return _PIECE_KINDS[self._ints[i]]
 
 
 def unpack_pieces(pieces: Pieces) -> list[Piece]:
@@ -295,11 +322,40 @@ class Property:
         v = self.value
         return [int.from_bytes(v[i : i + 4], "big") for i in range(0, len(v) - len(v) % 4, 4)]
 
+    def piece_fields(self) -> tuple[Sequence[int], Sequence[int], Sequence[PieceKind]]:
+        """The pieces' offsets, sizes and kinds as three sequences, read straight from
+        the packed form (no Piece object per cell: a value of 10^7 cells stays 28
+        bytes a cell)."""
+        pcs = self._pieces
+        if isinstance(pcs, bytes) and pcs is not WHOLE_CELL:
+            ints = memoryview(pcs).cast("i")
+            first = 1 if (len(pcs) - 4) % _PIECE_BYTES == 0 else 5  # after a folded span
+            return (ints[first::_PACK_FIELDS], ints[first + 1::_PACK_FIELDS],
+                    _KindView(ints[first + 2::_PACK_FIELDS]))
+        pl = self.pieces
+        return [p.offset for p in pl], [p.size for p in pl], [p.kind for p in pl]
+
     def piece_at(self, offset: int) -> Piece | None:
         """The literal element that wrote the byte at `offset`, if the source had one."""
         pcs = self._pieces
-        if isinstance(pcs, bytes):
-            pcs = self.pieces if pcs is WHOLE_CELL else unpack_pieces(pcs)
+        if isinstance(pcs, bytes) and pcs is not WHOLE_CELL:
+            offs, sizes, _ = self.piece_fields()
+            # the piece that covers offset: pieces are built in offset order and do not
+            # overlap, so a bisect finds it (if it misses, each piece is looked at)
+            i = bisect.bisect_right(offs, offset) - 1  # type: ignore[type-var]
+            hit: int | None = i if i >= 0 and offs[i] <= offset < offs[i] + sizes[i] else None
+            if hit is None:
+                hit = next((k for k, (o, n) in enumerate(zip(offs, sizes, strict=True))
+                            if o <= offset < o + n), None)
+            if hit is None:
+                return None
+            ints = memoryview(pcs).cast("i")
+            first = 1 if (len(pcs) - 4) % _PIECE_BYTES == 0 else 5
+            at = first + hit * _PACK_FIELDS
+            o, n, k, line, col, eline, ecol = ints[at : at + _PACK_FIELDS]
+            return Piece(o, n, _PIECE_KINDS[k], Span(_FILES[ints[0]], line, col, eline, ecol))
+        if pcs is WHOLE_CELL:
+            pcs = self.pieces
         for p in pcs or ():
             if p.offset <= offset < p.offset + p.size:
                 return p
