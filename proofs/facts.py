@@ -147,7 +147,8 @@ def build(cfg: Config) -> Facts:
             cite = _cite(spec.node, enh.span if enh is not None else spec.node.span,
                          f"domain {spec.name}")
         xs = spec.xenstore and xs_dom is not None and spec.domid != xs_dom
-        if spec.xenstore and xs_dom is None and cite is not None:
+        # What Xen panics on is the request (4.21+: "legacy" too, which gets no port).
+        if spec.xenstore_requested and xs_dom is None and cite is not None:
             f.xenstore_without_domain.append(cite)
         f.domains[spec.domid] = DomFact(spec.domid, spec.name, _limit(spec), xs, cite)
 

@@ -166,3 +166,16 @@ def test_z3_agrees_with_check_on_the_xen_corpus(path: str) -> None:
         assert ref & COVERED >= got, (sorted(got), sorted(ref))
         return
     assert got == ref, (sorted(got), sorted(ref))
+
+
+@pytest.mark.parametrize("xen", ["4.17", "4.20", "4.21", "4.22", "master"])
+def test_a_legacy_domain_without_xenstore_domain_is_proved_as_each_release_boots(
+        xen: str) -> None:
+    """4.21+ panics on `xen,enhanced = "legacy"` with no xenstore domain (a request that
+    gets no port); 4.17-4.20 do not know the value. Recorded on every release:
+    tests/data/xen/enhanced-legacy-nodom0.dts."""
+    cfg = Config.from_tree(load("tests/data/xen/enhanced-legacy-nodom0.dts"),
+                           xen_profile(xen), "auto")
+    got, _ = z3_rules(cfg)
+    assert (R.DOM_XENSTORE in got) == (R.DOM_XENSTORE in ref_rules(cfg))
+    assert (R.DOM_XENSTORE in got) == (xen not in ("4.17", "4.20"))
