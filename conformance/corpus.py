@@ -34,7 +34,7 @@ from typing import Any
 from ..grammar.errors import InputError
 from . import dtbuild, fdt, qemu, report, trace
 from .compare import differences, run_differences
-from .tools import RELEASES, Tools, ToolsMissing, available_releases, find_tools
+from .tools import RELEASES, Tools, ToolsMissing, available_releases, cache_dir, find_tools
 
 DEFAULT_DIR = Path(__file__).resolve().parent.parent / "tests" / "data" / "xen"
 BASE_RELEASE = "4.17"
@@ -166,10 +166,12 @@ def record(folder: Path, release: str, dts: Path, boot: dict[str, Any],
 def merge_index(folder: Path, release: str, kinds: dict[str, str],
                 build: dict[str, Any] | None) -> None:
     """Enter one release's results (case -> "base"/"own") into releases/index.json,
-    under a lock: recorders of different releases may run at the same time."""
+    under a lock: recorders of different releases may run at the same time. The lock
+    file lives in the cache, never among the recordings."""
     path = index_path(folder)
     path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path.with_suffix(".lock"), "w") as lock:
+    cache_dir().mkdir(parents=True, exist_ok=True)
+    with open(cache_dir() / "corpus-index.lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         index = load_index(folder)
         if build is not None:
