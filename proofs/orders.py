@@ -23,7 +23,7 @@ from typing import Any
 import z3
 
 from .. import rules as R
-from ..config import KNOWN_VERSIONS, Config, xen_profile
+from ..config import KNOWN_VERSIONS, Config, versions_as_verified, xen_profile
 from ..grammar.tree import Node
 from .facts import XENSTORE_PORT, build
 
@@ -65,7 +65,7 @@ def universal_claims(cfg: Config, timeout: float = 0.0) -> dict[str, Any]:
     pairs = _pairs(cfg)
     claim = ("EVT-PORT-ZERO, EVT-PORT-BUSY, EVT-PORT-XENSTORE, EVT-PORT-RANGE hold for "
              "every order of the /chosen children and of the endpoint nodes, and every "
-             f"Xen version ({', '.join(VERSIONS)})")
+             f"Xen release ({versions_as_verified(VERSIONS)})")
     if chosen is None or not pairs:
         return {"claim": claim, "status": "proved", "seconds": 0.0, "findings": [],
                 "rules": {}}

@@ -93,6 +93,21 @@ KNOWN_VERSIONS = {
     "4.17": (4, 17), "4.18": (4, 18), "4.19": (4, 19), "4.20": (4, 20),
     "4.21": (4, 21), "4.22": (4, 22), "master": (4, 23),
 }
+# The build of each release whose modelled behaviour was verified by booting it under
+# QEMU on every recorded case (tests/data/xen/releases/index.json names the same builds;
+# a test holds the two together). A release missing here is modelled from reading only,
+# and claims over versions say so.
+BOOTED_BUILDS = {
+    "4.17": "4.17.7", "4.18": "4.18.6", "4.19": "4.19.6", "4.20": "4.20.4",
+    "4.21": "4.21.2", "4.22": "4.22.0", "master": "c447b73",
+}
+
+
+def versions_as_verified(versions: list[str] | None = None) -> str:
+    """`4.17 (booted: 4.17.7), ...`: how a claim over versions names what it ranges over."""
+    return ", ".join(f"{v} (booted: {BOOTED_BUILDS[v]})" if v in BOOTED_BUILDS
+                     else f"{v} (read only, never booted)"
+                     for v in (versions if versions is not None else list(KNOWN_VERSIONS)))
 
 
 def xen_profile(version: str) -> XenProfile:
