@@ -196,7 +196,7 @@ class _Boot:
             return
         self.step("is_dom0less_mode: false (a dom0 kernel, or no domU kernel): build dom0")
         spec = cfg.domains[0]
-        self.state.domain_create(0, spec.name, spec.max_evtchn_port)
+        self.state.domain_create(0, spec.name, spec.max_evtchn_port, spec.vcpus or 1)
         self.state.control.add(0)  # CDF_privileged
         self.res.domains.append(spec)
         self.hwdom = 0

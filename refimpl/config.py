@@ -20,6 +20,7 @@ The tree is never walked again per endpoint: lookups are dicts keyed by node id.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from enum import Enum
 
@@ -179,6 +180,58 @@ def inherited_cells(node: Node, name: str, default: int) -> int:
             return v
         here = here.parent
     return default
+
+
+MAX_VIRT_CPUS = 128  # xen/arch/arm/include/asm/config.h
+
+
+def host_cpus(tree: Tree) -> int:
+    """The physical CPUs Xen brings up: dt_smp_init_cpus takes every child of /cpus with
+    device_type = "cpu" once per distinct MPIDR (`reg`); the boot CPU is always there."""
+    cpus = next((c for c in tree.root.children.values() if c.name == "cpus"), None)
+    if cpus is None:
+        return 1
+    regs: set[bytes] = set()
+    for child in cpus.children.values():
+        rc, kind = xen_read_string(child.properties.get("device_type"))
+        if rc == 0 and kind == "cpu":
+            reg = child.properties.get("reg")
+            regs.add(reg.value if reg is not None else b"")
+    return max(len(regs), 1)
+
+
+def xen_integer_option(tree: Tree, chosen: Node | None, name: str) -> int | None:
+    """The value of `name=N` in /chosen/xen,xen-bootargs as Xen's parse_params takes it:
+    the last occurrence wins, `-` and `_` in names are the same, and the number is
+    simple_strtoll's (base 0, leading digits; trailing junk still assigns them)."""
+    if chosen is None:
+        return None
+    rc, line = xen_read_string(chosen.properties.get("xen,xen-bootargs"))
+    if rc != 0 or line is None:
+        return None
+    value: int | None = None
+    want = name.replace("-", "_")
+    for word in line.split():
+        key, eq, optval = word.partition("=")
+        if not eq or key.replace("-", "_") != want:
+            continue
+        m = re.match(r"\s*([+-]?)(0[xX][0-9a-fA-F]+|0[0-7]*|[1-9][0-9]*)", optval)
+        if m is None:
+            value = 0
+            continue
+        digits = m.group(2)
+        n = int(digits, 16) if digits[:2].lower() == "0x" else int(digits, 8) \
+            if digits.startswith("0") else int(digits)
+        value = (-n if m.group(1) == "-" else n) & 0xFFFFFFFF  # an unsigned int option
+    return value
+
+
+def dom0_max_vcpus(tree: Tree, chosen: Node | None) -> int:
+    """xen/arch/arm/domain_build.c dom0_max_vcpus() (the same in 4.17 ... 4.22): the
+    `dom0_max_vcpus` option when non-zero, else every CPU of cpupool0 (all the CPUs Xen
+    brought up: boot-time cpupools are not modelled), at most MAX_VIRT_CPUS."""
+    n = xen_integer_option(tree, chosen, "dom0_max_vcpus") or host_cpus(tree)
+    return min(n, MAX_VIRT_CPUS)
 
 
 def node_name(node: Node) -> str:
@@ -417,7 +470,8 @@ class Config:
                     self.dom0_kernel = True
         if self.has_dom0:
             self.domains.append(DomainSpec(0, DOM0_NAME, None, True,
-                                           max_evtchn_port=DOM0_MAX_EVTCHN_PORT))
+                                           max_evtchn_port=DOM0_MAX_EVTCHN_PORT,
+                                           vcpus=dom0_max_vcpus(self.tree, self.chosen)))
         if self.chosen is None:
             return
         domid = 0
