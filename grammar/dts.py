@@ -476,25 +476,20 @@ def _simple_cells(ctx: _Ctx, tok: Token) -> tuple[str, bytes, list[Marker], Piec
     text, fname, line, col = _tok_pos(ctx, tok)
     # a newline in the trailing whitespace moves no position inside the token
     pos = _Pos(text, 0, line, col) if "\n" in text.rstrip(_SPACE) else None
-    for flat in _flat_forms():
-        out = bytearray()
-        markers: list[Marker] = []
-        try:
-            _cells_into(text, 0, fname, line, col, pos, out, markers, flat)
-        except OverflowError:  # a position beyond 32 bits: the list form
-            continue
-        packed = pack_flat(fname, flat)
-        return ("c", bytes(out), markers,
-                flat_pieces(fname, flat) if packed is None else packed, tok, tok)
-    raise AssertionError("unreachable: the list form takes any int")  # pragma: no cover
-
-
-def _flat_forms() -> Iterator[array[int] | list[int]]:
-    """Where a statement's piece ints go: a C int array first (4 bytes an int, packed
-    as it is: a property of 10^7 cells is not 7 * 10^7 Python ints), then, if a
-    position does not fit in 32 bits (an absurd cpp line marker), a plain list."""
-    yield array("i")
-    yield []
+    # the piece ints go to a C int array (4 bytes an int, packed as it is: a property
+    # of 10^7 cells is not 7 * 10^7 Python ints); if a position does not fit in 32
+    # bits (an absurd cpp line marker), to a plain list
+    flat: array[int] | list[int] = array("i")
+    out = bytearray()
+    markers: list[Marker] = []
+    try:
+        _cells_into(text, 0, fname, line, col, pos, out, markers, flat)
+    except OverflowError:
+        flat, out, markers = [], bytearray(), []
+        _cells_into(text, 0, fname, line, col, pos, out, markers, flat)
+    packed = pack_flat(fname, flat)
+    return ("c", bytes(out), markers, flat_pieces(fname, flat) if packed is None else packed,
+            tok, tok)
 
 
 def _cells_into(text: str, base: int, fname: str, line0: int, cb: int, pos: _Pos | None,
@@ -594,12 +589,10 @@ def _stmt(ctx: _Ctx, text: str, i: int, eol: int, fname: str, line0: int, c0: in
     eq = text.index("=", i)
     name = text[i:eq].rstrip(_SPACE)
     name = intern(name[1:] if name[0] == "\\" else name)
-    for flat in _flat_forms():
-        try:
-            return _stmt_value(ctx, text, start, eq, eol, fname, line0, c0, name, flat)
-        except OverflowError:  # a position beyond 32 bits: the list form
-            continue
-    raise AssertionError("unreachable: the list form takes any int")  # pragma: no cover
+    try:  # piece ints as in _simple_cells: an int array, or a list past 32 bits
+        return _stmt_value(ctx, text, start, eq, eol, fname, line0, c0, name, array("i"))
+    except OverflowError:
+        return _stmt_value(ctx, text, start, eq, eol, fname, line0, c0, name, [])
 
 
 def _stmt_value(ctx: _Ctx, text: str, start: int, eq: int, eol: int, fname: str,

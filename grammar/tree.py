@@ -105,6 +105,9 @@ def pack_pieces(pieces: list[Piece]) -> Pieces:
     return struct.pack(f"={len(flat) + 1}i", idx, *flat)
 
 
+_INT_ARRAY_PACKS = array("i").itemsize == 4  # array('i') is the packed layout
+
+
 def pack_flat(fname: str, flat: list[int] | array[int],
               span: tuple[int, int, int, int] | None = None) -> bytes | None:
     """The packed form made straight from ints, 7 a piece as above (the kind by
@@ -112,7 +115,7 @@ def pack_flat(fname: str, flat: list[int] | array[int],
     folded in if given: the DTS front end need not build Piece and Span objects only
     to have them packed. None if a number does not fit in 32 bits (see flat_pieces).
     An array('i') is already 32-bit ints in the packed layout: it is copied as it is."""
-    if isinstance(flat, array) and flat.typecode == "i" and flat.itemsize == 4:
+    if type(flat) is array and _INT_ARRAY_PACKS and flat.typecode == "i":
         if span is not None and (min(span) < _INT_MIN or max(span) > _INT_MAX):
             return None
         idx = _FILE_INDEX.get(fname)

@@ -106,7 +106,7 @@ class Call:
 # Anything the walk does not expect goes to json.loads, whose error is the one reported.
 # Positions inside a call are found again only when a call is wrong.
 
-MAX_TRACE_DEPTH = 100  # nesting levels of a trace (a valid one needs 4; comments may nest)
+MAX_TRACE_DEPTH = 100  # the document's nesting levels (a valid trace needs 4; comments nest)
 _MAX_INT_DIGITS = 40  # longer integer literals are out of every range: not converted
 _JSON_WS = " \t\n\r"
 _NESTING = re.compile(r'"(?:[^"\\]|\\.)*+"|[\[\]{}]')
@@ -293,11 +293,11 @@ def _locate(text: str, i: int, path: Path_, key: bool) -> int:
     return i
 
 
-def _too_deep(text: str, start: int = 0) -> int | None:
-    """The offset of the first bracket below text[start] that opens level
+def _too_deep(text: str) -> int | None:
+    """The offset of the first bracket that opens the document's level
     MAX_TRACE_DEPTH + 1, or None."""
     depth = 0
-    for m in _NESTING.finditer(text, start):
+    for m in _NESTING.finditer(text):
         c = m.group()
         if c in "[{":
             depth += 1
@@ -305,8 +305,6 @@ def _too_deep(text: str, start: int = 0) -> int | None:
                 return m.start()
         elif c in "]}":
             depth -= 1
-            if depth <= 0:
-                return None
     return None
 
 
@@ -351,13 +349,14 @@ def _not_json(text: str, path: str) -> InputError:
     except json.JSONDecodeError as exc:
         return InputError(Span(path, exc.lineno, exc.colno), f"not JSON: {exc.msg}")
     except RecursionError:
-        return _deep(text, path, 0)
+        return _deep(text, path)
     return InputError(file_span(path), "not JSON")  # pragma: no cover - the walk agrees
 
 
-def _deep(text: str, path: str, start: int) -> InputError:
-    at = _too_deep(text, start)
-    return InputError(_span(path, text, start if at is None else at),
+def _deep(text: str, path: str) -> InputError:
+    """At the bracket that opens the document's level MAX_TRACE_DEPTH + 1."""
+    at = _too_deep(text)
+    return InputError(_span(path, text, 0 if at is None else at),
                       f"nested too deeply (a trace nests at most {MAX_TRACE_DEPTH} levels)")
 
 
@@ -388,7 +387,7 @@ def _parse_trace(text: str, path: str) -> list[Call]:
     except _Irregular:
         raise _not_json(text, path) from None
     except RecursionError:
-        raise _deep(text, path, 0) from None
+        raise _deep(text, path) from None
     return _validate(text, path, doc, start, keypos, valpos, items, offsets)
 
 
@@ -417,8 +416,8 @@ def _validate(text: str, path: str, doc: Any, start: int, keypos: dict[str, int]
         fmt = doc.get("format", TRACE_FORMAT)
         if fmt != TRACE_FORMAT or isinstance(fmt, bool):
             raise err(("format",), f"trace format {_short(fmt)} is not supported (only 1)")
-        if "comment" in doc and _depth(doc["comment"]) > MAX_TRACE_DEPTH:
-            raise _deep(text, path, valpos["comment"])
+        if "comment" in doc and 1 + _depth(doc["comment"]) > MAX_TRACE_DEPTH:
+            raise _deep(text, path)
         base = ("calls",)
         if doc.get("calls") is None:
             raise err((), 'a trace is {"calls": [...]} or a bare list of calls')
@@ -479,8 +478,8 @@ def _validate(text: str, path: str, doc: Any, start: int, keypos: dict[str, int]
                 raise err((*here, "args", a.name),
                           f"call {i}: args.{a.name} must be an integer 0..{a.limit}")
             values[a.name] = v
-        if "comment" in item and _depth(item["comment"]) > MAX_TRACE_DEPTH:
-            raise _deep(text, path, _locate(text, offsets[i], ("comment",), False))
+        if "comment" in item and len(here) + 1 + _depth(item["comment"]) > MAX_TRACE_DEPTH:
+            raise _deep(text, path)
         out.append(Call(caller, op, values, lines.span(offsets[i])))
     return out
 

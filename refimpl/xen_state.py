@@ -163,7 +163,9 @@ class Domain:
         return ch
 
     def state_of(self, port: int) -> int:
-        ch = self.chans.get(port)
+        # (dict.get: a read that hands out no struct, so `run`'s tracked port table
+        # need not note it; get_free_port reads hundreds of ports a call)
+        ch = dict.get(self.chans, port)
         return ECS_FREE if ch is None else ch.state
 
     def evtchn_is_busy(self, port: int) -> bool:
@@ -244,7 +246,7 @@ class Domain:
 
     # -- 2-level ABI (xen/common/event_2l.c) ---------------------------------
     def evtchn_usable(self, port: int) -> bool:
-        ch = self.chans.get(port)
+        ch = dict.get(self.chans, port)  # (a read only, as in state_of)
         return ch is not None and ch.xen_consumer == 0 and ch.state > ECS_RESERVED
 
     def vcpu_mark_events_pending(self, vcpu: int) -> bool:
