@@ -345,7 +345,7 @@ class Property:
             offs, sizes, _ = self.piece_fields()
             # the piece that covers offset: pieces are built in offset order and do not
             # overlap, so a bisect finds it (if it misses, each piece is looked at)
-            i = bisect.bisect_right(offs, offset) - 1  # type: ignore[type-var]
+            i = bisect.bisect_right(offs, offset) - 1
             hit: int | None = i if i >= 0 and offs[i] <= offset < offs[i] + sizes[i] else None
             if hit is None:
                 hit = next((k for k, (o, n) in enumerate(zip(offs, sizes, strict=True))
@@ -357,9 +357,8 @@ class Property:
             at = first + hit * _PACK_FIELDS
             o, n, k, line, col, eline, ecol = ints[at : at + _PACK_FIELDS]
             return Piece(o, n, _PIECE_KINDS[k], Span(_FILES[ints[0]], line, col, eline, ecol))
-        if pcs is WHOLE_CELL:
-            pcs = self.pieces
-        for p in pcs or ():
+        plist = self.pieces if isinstance(pcs, bytes) else (pcs or [])  # (WHOLE_CELL)
+        for p in plist:
             if p.offset <= offset < p.offset + p.size:
                 return p
         return None
