@@ -65,7 +65,8 @@ def _brief(port: dict[str, Any]) -> str:
 def run_differences(xen: dict[str, Any], ref: dict[str, Any]) -> list[str]:
     """Differences between two `run` documents: initial state, each call's rc, final state.
 
-    Each call's `rc`, the `port` it got, and its `changes` restricted to the
+    Each call's `rc`, the `port` it got (a status call's `out`: what Xen copied
+    back), and its `changes` restricted to the
     fields the real run observes (status, remote_dom, remote_port, pending,
     masked) are compared; so are the initial and final states.
     """
@@ -79,6 +80,8 @@ def run_differences(xen: dict[str, Any], ref: dict[str, Any]) -> list[str]:
             out.append(f"{what}: rc xen={a.get('rc')!r} reference={b.get('rc')!r}")
         if a.get("port") != b.get("port"):
             out.append(f"{what}: port xen={a.get('port')!r} reference={b.get('port')!r}")
+        if a.get("op") == "status" and a.get("out") != b.get("out"):
+            out.append(f"{what}: out xen={a.get('out')!r} reference={b.get('out')!r}")
         xs, rs = _change_set(a), _change_set(b)
         for c in sorted(xs - rs, key=repr):
             out.append(f"{what}: change only on xen: {c}")

@@ -34,11 +34,11 @@ SMP = 2
 # talk through Xen's console alone. Every QEMU start, dumpdtb included, passes these.
 NO_DEVICES = ("-display", "none", "-nic", "none")
 CFG_MAGIC = b"EVTCFG01"
-MAX_CMDS = 64
+MAX_CMDS = 1024  # guest.c's MAX_CMDS: commands per domain and slots per trace
 FLAG_NO_SHUTDOWN = 1
 T0_MS = 2500  # slot 0 of a trace, in ms after QEMU starts (a boot takes ~0.4 s)
 OPS = {"send": 1, "close": 2, "unmask": 3, "setmask": 4, "clear": 5, "alloc": 6, "bind": 7,
-       "ipi": 8, "virq": 9, "bind_vcpu": 10}
+       "ipi": 8, "virq": 9, "bind_vcpu": 10, "status": 11, "reset": 12, "reset_cont": 13}
 
 _PANIC_RE = re.compile(r"^\(XEN\) Panic on CPU \d+:")
 _STARS_RE = re.compile(r"^\(XEN\) \*{20,}\s*$")

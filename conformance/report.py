@@ -118,6 +118,9 @@ def parse_guests(console: list[str]) -> dict[int, GuestReport]:
                         "port": _int(kv["port"]), "rc": _int(kv["rc"])}
                 if "out" in kv:
                     made["out"] = _int(kv["out"])
+                for key in ("st", "svcpu", "sdom", "sport", "svirq"):  # EVTCHNOP_status
+                    if key in kv:
+                        made[key] = _int(kv[key])
                 if "t_ms" in kv:
                     made["t_ms"] = _int(kv["t_ms"])
                 g.calls.append(made)

@@ -4,7 +4,9 @@ A trace is ``{"calls": [{"caller": DOMID, "op": OP, "args": {...}}, ...]}``
 (a bare list of calls is accepted too).  OP is a hypercall: ``send``,
 ``close``, ``unmask``, ``bind_vcpu`` (args ``port``, ``vcpu``),
 ``alloc_unbound`` (``remote_dom``), ``bind_interdomain`` (``remote_dom``,
-``remote_port``), ``bind_ipi`` (``vcpu``), ``bind_virq`` (``virq``, ``vcpu``);
+``remote_port``), ``bind_ipi`` (``vcpu``), ``bind_virq`` (``virq``, ``vcpu``),
+``status`` (``port``, ``dom``: any domid, DOMID_SELF by default; its copied-back
+fields are the call's ``out``), ``reset`` and ``reset_cont`` (``dom``);
 or the guest's own shared_info write ``mask`` (set its mask bit) or ``clear``
 (clear its pending bit).  The port a bind/alloc call got is reported as the
 call's ``port``.
@@ -28,7 +30,7 @@ from typing import Any
 
 from ..grammar.errors import InputError, Span
 from .dtbuild import BootPlan
-from .qemu import Command
+from .qemu import MAX_CMDS, Command
 from .report import parse_guests, ports_json
 
 # trace op -> (guest op, argument names: the first goes to the guest's port field,
@@ -44,8 +46,15 @@ OPS: dict[str, tuple[str, tuple[str, ...], tuple[str, ...]]] = {
     "bind_ipi": ("ipi", (), ("vcpu",)),
     "bind_virq": ("virq", ("virq",), ("vcpu",)),
     "bind_vcpu": ("bind_vcpu", ("port",), ("vcpu",)),
+    "status": ("status", ("port",), ("dom",)),
+    "reset": ("reset", (), ("dom",)),
+    "reset_cont": ("reset_cont", (), ("dom",)),
 }
-OPTIONAL = {"vcpu"}
+DOMID_SELF = 0x7FF0
+# optional arguments and their defaults (as spec/trace.md gives them)
+OPTIONAL = {"vcpu": 0, "dom": DOMID_SELF}
+# EVTCHNOP_status's `status` numbers (public/event_channel.h EVTCHNSTAT_*)
+STATUS_NAMES = ("closed", "unbound", "interdomain", "pirq", "virq", "ipi")
 
 
 @dataclass(frozen=True, slots=True)
@@ -90,15 +99,15 @@ def parse(doc: Any, path: str = "<trace>") -> list[Call]:
         _, port_names, arg_names = OPS[op]
         values: list[tuple[str, int]] = []
         for name in (*port_names, *arg_names):
-            v = args.get(name, 0 if name in OPTIONAL else None)
+            v = args.get(name, OPTIONAL.get(name))
             if not isinstance(v, int) or isinstance(v, bool) or not 0 <= v < 1 << 32:
                 raise InputError(Span(path, 1, 1), f"{where}: args.{name} must be a number")
             values.append((name, v))
         port = values[0][1] if port_names else 0
         arg = values[len(port_names)][1] if arg_names else 0
         out.append(Call(caller, op, port, arg, tuple(values)))
-    if len(out) > 64:
-        raise InputError(Span(path, 1, 1), "at most 64 calls per trace")
+    if len(out) > MAX_CMDS:
+        raise InputError(Span(path, 1, 1), f"at most {MAX_CMDS} calls per trace")
     return out
 
 
@@ -161,6 +170,21 @@ def _changes(before: dict[str, list[dict[str, Any]]], after: dict[str, list[dict
     return out
 
 
+def status_out(made: dict[str, Any]) -> dict[str, Any]:
+    """EVTCHNOP_status's copied-back fields in the reference's `out` shape: the union
+    member the status names (unbound: dom; interdomain: dom, port; virq: virq), vcpu."""
+    st = made["st"]
+    out: dict[str, Any] = {"status": STATUS_NAMES[st] if st < len(STATUS_NAMES) else st}
+    if st == 1:
+        out["dom"] = made["sdom"]
+    elif st == 2:
+        out["dom"], out["port"] = made["sdom"], made["sport"]
+    elif st == 4:
+        out["virq"] = made["svirq"]
+    out["vcpu"] = made["svcpu"]
+    return out
+
+
 def run_json(console: list[str], plan: BootPlan, boot: dict[str, Any],
              calls: list[Call]) -> dict[str, Any]:
     guests = parse_guests(console)
@@ -181,6 +205,8 @@ def run_json(console: list[str], plan: BootPlan, boot: dict[str, Any],
                                  "rc": made.get("rc")}
         if "out" in made:
             entry["port"] = made["out"]
+        if c.op == "status" and made.get("rc") == 0 and "st" in made:
+            entry["out"] = status_out(made)
         entry["changes"] = _changes(before, after)
         doc["calls"].append(entry)
     missing.extend(order_problems(console, len(calls)))

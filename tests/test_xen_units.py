@@ -221,7 +221,8 @@ def test_guest_source_matches_the_runner() -> None:
     guest_names = {"send": "OP_SEND", "close": "OP_CLOSE", "unmask": "OP_UNMASK",
                    "setmask": "OP_SETMASK", "clear": "OP_CLEAR", "alloc": "OP_ALLOC",
                    "bind": "OP_BIND", "ipi": "OP_IPI", "virq": "OP_VIRQ",
-                   "bind_vcpu": "OP_BIND_VCPU"}
+                   "bind_vcpu": "OP_BIND_VCPU", "status": "OP_STATUS", "reset": "OP_RESET",
+                   "reset_cont": "OP_RESET_CONT"}
     assert set(guest_names) == set(qemu.OPS)
     for op, num in qemu.OPS.items():
         assert f"#define {guest_names[op]} {num} " in src
@@ -383,7 +384,7 @@ def test_trace_parse_and_schedule() -> None:
     {"calls": [{"caller": 1, "op": "send", "args": {"port": True}}]},
     {"calls": [{"caller": 1, "op": "send", "args": {}}]},
     {"calls": "no"},
-    [{"caller": 1, "op": "send", "args": {"port": 1}}] * 65,
+    [{"caller": 1, "op": "send", "args": {"port": 1}}] * (qemu.MAX_CMDS + 1),
 ])
 def test_trace_rejects_bad_input(bad: Any) -> None:
     with pytest.raises(InputError):
