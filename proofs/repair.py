@@ -33,6 +33,7 @@ user must decide.
 from __future__ import annotations
 
 import bisect
+import ctypes
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -161,6 +162,17 @@ def _packs(cells: list[_Cell], xs: int) -> list[_Pack]:
     return out
 
 
+def _pb(ctx: z3.Context, lits: list[z3.BoolRef], coeffs: list[int], bound: int,
+        at_least: bool = False) -> z3.BoolRef:
+    """sum(coeffs * lits) <= bound (>= with at_least), built in one API call: z3py's
+    PbLe coerces every literal in Python, which was most of the time on big domains."""
+    n = len(lits)
+    args = (z3.Ast * n)(*[b.as_ast() for b in lits])
+    cs = (ctypes.c_int * n)(*coeffs)
+    mk = z3.Z3_mk_pbge if at_least else z3.Z3_mk_pble
+    return z3.BoolRef(mk(ctx.ref(), n, args, cs, bound), ctx)
+
+
 def _keep(cells: list[_Cell], xs: int, timeout_ms: int) -> list[bool]:
     """The cells that keep their port: as many as possible, and among those choices the
     one that keeps the earliest cells (the greatest keep vector in walk order)."""
@@ -200,8 +212,8 @@ def _keep(cells: list[_Cell], xs: int, timeout_ms: int) -> list[bool]:
         big = sum(coef.values())
         coef[pk.z] = coef.get(pk.z, 0) + big
         coef[pk.e] = coef.get(pk.e, 0) + big
-        sol.add(z3.PbLe([(k[p], w) for p, w in coef.items()], pk.room + 2 * big))
-    total = [(k[p], 1) for p in order]
+        sol.add(_pb(ctx, [k[p] for p in coef], list(coef.values()), pk.room + 2 * big))
+    everyone = [k[p] for p in order]
 
     def check(*extra: z3.BoolRef) -> bool:
         got = sol.check(*extra)
@@ -214,10 +226,10 @@ def _keep(cells: list[_Cell], xs: int, timeout_ms: int) -> list[bool]:
         raise AssertionError("internal: keeping nothing is always possible")
     model = sol.model()
     best = sum(bool(z3.is_true(model.eval(k[p], True))) for p in order)
-    while check(z3.PbGe(total, best + 1)):
+    while check(_pb(ctx, everyone, [1] * len(order), best + 1, at_least=True)):
         model = sol.model()
         best = sum(bool(z3.is_true(model.eval(k[p], True))) for p in order)
-    sol.add(z3.PbGe(total, best))
+    sol.add(_pb(ctx, everyone, [1] * len(order), best, at_least=True))
     for p in order:  # earliest cells first: keep p if a best choice still does
         if z3.is_true(model.eval(k[p], True)):
             sol.add(k[p])
