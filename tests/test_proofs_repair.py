@@ -223,7 +223,7 @@ def test_fix_twelve_endpoints_one_domain_is_quick_and_keeps_the_earliest(
     got = {c.node.rsplit("@", 1)[1]: (c.old, c.new) for c in res.changes}
     assert got == {"b1": (5000, 3), "a2": (1023, 4), "a3": (1023, 7), "b3": (1023, 8),
                    "a4": (1023, 9), "b4": (1023, 10), "a5": (0, 11)}
-    assert cpu < 5, cpu  # certify + repair + re-certify; about 0.1 s when idle
+    assert cpu < 5, cpu  # certify + repair + re-certify: 0.12-0.18 s measured
     assert res.text is not None
     fixed = tmp_path / "fixed.dts"
     fixed.write_text(res.text)
