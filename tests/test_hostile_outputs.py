@@ -16,7 +16,9 @@ its own descriptors, umask and limits).
 
 from __future__ import annotations
 
+import atexit
 import contextlib
+import functools
 import hashlib
 import io
 import json
@@ -27,12 +29,15 @@ import subprocess
 import sys
 import tempfile
 import threading
+import tomllib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import lark
 import pytest
+import z3
 from evtchn_spec import output
 from evtchn_spec.cli import main
 from evtchn_spec.proofs import certify
@@ -83,6 +88,32 @@ for case in cases:
     results.append(os.waitstatus_to_exitcode(status))
 json.dump(results, open(sys.argv[2], "w"))
 """
+
+
+@functools.cache
+def _nobody_env() -> dict[str, str]:
+    """The environment for the unprivileged child: a world-readable copy of what the CLI
+    imports (the package laid out as pyproject.toml's package-dir maps it, lark and z3).
+    The checkout and its .venv may lie where another user cannot read (a clone under
+    /root); the matrix tests the tool, not the checkout's permissions. The interpreter
+    itself falls back to its base installation when it cannot read the venv."""
+    site = Path(tempfile.mkdtemp(prefix="hostile-site-"))
+    atexit.register(shutil.rmtree, site, True)
+    skip = shutil.ignore_patterns("__pycache__", "*.pyc")
+    mapping = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"][
+        "package-dir"]
+    for pkg, folder in sorted(mapping.items(), key=lambda kv: kv[0].count(".")):
+        shutil.copytree(ROOT / folder, site.joinpath(*pkg.split(".")), ignore=skip,
+                        dirs_exist_ok=True)
+    for mod in (lark, z3):
+        src = Path(mod.__file__ or "").parent
+        shutil.copytree(src, site / src.name, ignore=skip)
+    for dirpath, _dirnames, filenames in os.walk(site):
+        os.chmod(dirpath, 0o755)
+        for n in filenames:
+            os.chmod(os.path.join(dirpath, n), 0o644 | (os.stat(os.path.join(dirpath, n))
+                                                         .st_mode & 0o111))
+    return {**CHILD_ENV, "PYTHONPATH": str(site), "PYTHONNOUSERSITE": "1"}
 
 
 def _world_dir() -> Path:
@@ -496,7 +527,8 @@ def _run_matrix(base: Path, as_nobody: bool) -> None:
             _start_fifo_reader(c)
     prefix = SETPRIV if as_nobody else []
     res = subprocess.run([*prefix, sys.executable, "-c", DRIVER, str(plan), str(results_file)],
-                         capture_output=True, text=True, check=False, env=CHILD_ENV,
+                         capture_output=True, text=True, check=False,
+                         env=_nobody_env() if as_nobody else CHILD_ENV,
                          cwd=base, timeout=1500)
     assert res.returncode == 0, res.stderr
     rcs: list[int] = json.loads(results_file.read_text())
@@ -574,7 +606,7 @@ def _cli(argv: list[str], cwd: Path, stdout: Any = subprocess.PIPE,
     if as_nobody:
         cmd = [*SETPRIV, *cmd]
     return subprocess.run(cmd, cwd=cwd, stdout=stdout, stderr=subprocess.PIPE, check=False,
-                          env=CHILD_ENV, timeout=300)
+                          env=_nobody_env() if as_nobody else CHILD_ENV, timeout=300)
 
 
 STDOUT_COMMANDS: list[list[str]] = [
