@@ -359,11 +359,31 @@ static void dump(u32 phase)
  * domain, and the loop re-checks the counter anyway.  An event sent to the
  * domain meanwhile only makes it poll again.
  */
+/*
+ * SCHEDOP_poll's timeout is Xen's system time, which counts from Xen's own start
+ * (boot_count in xen/arch/arm/time.c), while the physical counter counts from QEMU's:
+ * a timeout written in counter time wakes the guest that much later (~150 ms
+ * measured), whole slots late.  One poll "until now" in counter time sleeps exactly
+ * that offset; it is taken off every later timeout.  (A guest with events pending
+ * returns at once: offset 0, and its polls return at once anyway.)
+ */
+static u64 xen_offset_ticks;
+
+static void calibrate_poll(void)
+{
+	struct sched_poll poll = {0};
+	u64 start = read_cntpct();
+	poll.timeout = start * 1000000ul / ticks_per_ms;
+	xen_hypercall(HC_sched_op, SCHEDOP_poll, (s64)&poll, 0);
+	xen_offset_ticks = read_cntpct() - start;
+}
+
 static void wait_until(u64 t)
 {
 	while (read_cntpct() < t) {
 		struct sched_poll poll = {0};
-		poll.timeout = t * 1000000ul / ticks_per_ms;
+		u64 xen_t = t > xen_offset_ticks ? t - xen_offset_ticks : 1;
+		poll.timeout = xen_t * 1000000ul / ticks_per_ms;
 		if (xen_hypercall(HC_sched_op, SCHEDOP_poll, (s64)&poll, 0) != 0)
 			xen_hypercall(HC_sched_op, SCHEDOP_yield, 0, 0);
 	}
@@ -650,6 +670,7 @@ void guest_main(u64 dtb)
 	flush();
 
 	ticks_per_ms = read_cntfrq() / 1000;
+	calibrate_poll();
 	dump(0);
 	dump_dt(dtb);
 	dump_params();
