@@ -21,9 +21,10 @@
 # builds.  A second call with the same source is instant (the STAMP matches).
 # A directory is copied before building: the user's tree is never written.
 #
-# Needs: the aarch64 cross gcc (install.sh), make, flex, bison, python3; make,
-# flex and bison are installed from Debian (apt-get, --no-install-recommends)
-# when missing.  Cache: $EVTCHN_SPEC_CACHE or ${XDG_CACHE_HOME:-~/.cache}/evtchn-spec.
+# Needs: the aarch64 cross gcc (install.sh), a host gcc for Kconfig's tools, make,
+# flex, bison, python3, and xz/bzip2 to unpack a tarball; all but the cross gcc are
+# installed from Debian (apt-get, --no-install-recommends) when missing: a minimal
+# Debian has none of them but python3.  Cache: $EVTCHN_SPEC_CACHE or ${XDG_CACHE_HOME:-~/.cache}/evtchn-spec.
 # Exits non-zero with one line on stderr when something fails.
 set -eu
 
@@ -45,11 +46,14 @@ command -v "${CROSS}gcc" >/dev/null 2>&1 ||
     fail "${CROSS}gcc not found; run: sh $HERE/install.sh"
 command -v python3 >/dev/null 2>&1 || fail "python3 not found (Xen's build needs it)"
 
-# flex and bison (Kconfig) and make, from Debian when missing.
+# The host tools of the build, from Debian when missing.
 need=
 command -v make >/dev/null 2>&1 || need="$need make"
 command -v flex >/dev/null 2>&1 || need="$need flex"
 command -v bison >/dev/null 2>&1 || need="$need bison"
+command -v gcc >/dev/null 2>&1 || need="$need gcc libc6-dev"
+command -v xz >/dev/null 2>&1 || need="$need xz-utils"
+command -v bzip2 >/dev/null 2>&1 || need="$need bzip2"
 if [ -n "$need" ]; then
     if [ "$(id -u)" != 0 ]; then SUDO=sudo; else SUDO=; fi
     $SUDO apt-get update -qq >/dev/null 2>&1 || fail "apt-get update failed"
