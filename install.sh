@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs what evtchn-spec needs on Debian 12, from a brand-new machine on:
 #   - from Debian: dtc and cpp (the references for DTS syntax), python3-venv, and
-#     gcc and rustc (the tests compile the per-guest port headers `table` writes);
+#     gcc and rustc (the tests compile the per-guest port headers `table` writes),
+#     and patch (the tests apply `fix --diff` with it);
 #   - into .venv/ beside this file (a virtual environment of its own, so Debian's
 #     PEP 668 protection of the system Python never applies): the package, editable,
 #     with its test tools, from PyPI;
@@ -43,6 +44,7 @@ command -v dtc >/dev/null 2>&1 || missing+=(device-tree-compiler)
 command -v cpp >/dev/null 2>&1 || missing+=(cpp)
 command -v gcc >/dev/null 2>&1 || missing+=(gcc libc6-dev)
 command -v rustc >/dev/null 2>&1 || missing+=(rustc)
+command -v patch >/dev/null 2>&1 || missing+=(patch)
 # Debian ships venv's pip bootstrap (ensurepip) apart, as python3-venv; other Pythons
 # (pyenv, a self-built one) carry it themselves. Try the real thing rather than guess.
 if ! venv_ok; then
