@@ -111,9 +111,9 @@ def test_port_counterexamples_replay_in_boot(sys_: tuple[System, str, int]) -> N
     s, xen, _ = sys_
     cfg = s.config(xen=xen, dialect="xen")
     note(to_dts(cfg.tree))
+    assume(not _refimpl_self_at_xenstore_port(cfg))
     _, reports = z3_rules(cfg)
     port_rules = {R.EVT_PORT_BUSY, R.EVT_PORT_XENSTORE, R.EVT_PORT_RANGE}
-    assume(not _refimpl_self_at_xenstore_port(cfg))
     res = boot(cfg, keep_going=True)
     failed_nodes = {(f.rule, lc.node) for f in res.failures for lc in f.locations}
     for r in reports:

@@ -7,6 +7,7 @@ README promises is the one .ci/run performs.
 
 from __future__ import annotations
 
+import functools
 import re
 import subprocess
 from pathlib import Path
@@ -35,6 +36,7 @@ def _tracked() -> list[str]:
     return [p for p in out.stdout.decode().split("\0") if p]
 
 
+@functools.cache
 def _texts() -> list[tuple[str, str]]:
     texts = []
     for rel in _tracked():
