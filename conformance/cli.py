@@ -6,7 +6,7 @@ user's own hypervisor binary, whose version is read from the banner it prints;
 `--compare` runs the reference for that release (for --xen-image: the modelled
 release nearest to the banner's version, named in the result).
 
-Wiring (refimpl/cli.py): ``add_xen_subcommand(sub)`` adds the parser with
+Wiring (cli/xen.py): ``configure_parser`` and ``cmd_xen`` give the parser with
 ``set_defaults(handler=cmd_xen)``; ``cmd_xen(args) -> int`` runs it.
 
 Exit codes: 0 Xen booted or panicked and the outcome is reported (with
@@ -26,7 +26,7 @@ import sys
 import tempfile
 from typing import TYPE_CHECKING, Any
 
-from ..grammar.errors import InputError, Span
+from evtchn_spec.grammar.errors import InputError, Span
 
 if TYPE_CHECKING:
     from . import fdt
@@ -40,7 +40,7 @@ EXIT_UNKNOWN = 3
 def nearest_release(version: str) -> tuple[str, str | None]:
     """The modelled release for a banner version ("4.22.0" -> 4.22, "4.23-unstable" ->
     master) and a note when it is not the banner's own branch."""
-    from ..config import KNOWN_VERSIONS
+    from evtchn_spec.refimpl.config import KNOWN_VERSIONS
 
     head = version.split("-", 1)[0].split(".")
     try:
@@ -61,13 +61,6 @@ def nearest_release(version: str) -> tuple[str, str | None]:
     below = max(k for k in releases if k < key)
     return releases[below], f"Xen {version} is not modelled: compared with {releases[below]}"
 
-
-def add_xen_subcommand(sub: Any) -> None:
-    """Add `xen` to the subparsers SUB of the main CLI."""
-    p = sub.add_parser("xen", help="boot the tree on a real Xen release under QEMU and report "
-                                   "what it did, in boot's format")
-    configure_parser(p)
-    p.set_defaults(handler=cmd_xen)
 
 
 def configure_parser(p: argparse.ArgumentParser) -> None:
@@ -105,7 +98,7 @@ def configure_parser(p: argparse.ArgumentParser) -> None:
 
 def resolve_release(version: str) -> str:
     """The release name `--xen VERSION` boots (ValueError for an unknown one)."""
-    from ..config import xen_profile
+    from evtchn_spec.refimpl.config import xen_profile
 
     return xen_profile(version).name
 
@@ -117,7 +110,9 @@ def cmd_xen(args: argparse.Namespace) -> int:
         print(f"evtchn-spec xen: --xen: {exc}", file=sys.stderr)
         return EXIT_INPUT
     # imported here, not at the top: `evtchn-spec dump` should not pay for them
-    from . import compare, dtbuild, fdt, qemu, report, trace
+    from evtchn_spec.oracle import compare
+
+    from . import dtbuild, fdt, qemu, report, trace
     from .tools import ToolsMissing, find_tools
 
     try:
@@ -127,8 +122,8 @@ def cmd_xen(args: argparse.Namespace) -> int:
         return EXIT_INPUT
 
     if getattr(args, "uboot_base", None):
-        from ..grammar.dtb import write_dtb
-        from ..grammar.uboot import load_uboot
+        from evtchn_spec.grammar.dtb import write_dtb
+        from evtchn_spec.grammar.uboot import load_uboot
 
         raw = write_dtb(load_uboot(args.file, args.uboot_base))
     else:

@@ -31,9 +31,10 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from ..grammar.errors import InputError
+from evtchn_spec.grammar.errors import InputError
+from evtchn_spec.oracle.compare import differences, run_differences
+
 from . import dtbuild, fdt, qemu, report, trace
-from .compare import differences, run_differences
 from .tools import RELEASES, Tools, ToolsMissing, available_releases, cache_dir, find_tools
 
 DEFAULT_DIR = Path(__file__).resolve().parent.parent / "tests" / "data" / "xen"

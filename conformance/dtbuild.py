@@ -41,7 +41,8 @@ import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..grammar.errors import InputError, Span
+from evtchn_spec.grammar.errors import InputError, Span
+
 from . import fdt
 from .fdt import Fdt, FdtNode
 

@@ -28,7 +28,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ..grammar.errors import InputError, Span
+from evtchn_spec.grammar.errors import InputError, Span
+
 from .dtbuild import BootPlan
 from .qemu import MAX_CMDS, Command
 from .report import parse_guests, ports_json

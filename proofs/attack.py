@@ -34,11 +34,11 @@ from dataclasses import dataclass
 from typing import Any
 
 import z3
+from evtchn_spec.grammar.errors import Span
+from evtchn_spec.refimpl.boot import BootResult
+from evtchn_spec.refimpl.policy import Policy
+from evtchn_spec.refimpl.runtime import OPS, Call, arrays, boot_peers, run
 
-from ..boot import BootResult
-from ..grammar.errors import Span
-from ..policy import Policy
-from ..runtime import OPS, Call, arrays, boot_peers, run
 from . import invariants as I
 from . import transition as T
 
@@ -304,7 +304,7 @@ def cmd(args: Any, cfg: Any) -> int:
     import json
     import sys
 
-    from ..boot import boot
+    from evtchn_spec.refimpl.boot import boot
 
     xsms = ("silo", "dummy") if args.xsm == "both" else (args.xsm,)
     from .certify import timeout_ms as to_ms

@@ -21,7 +21,8 @@ from collections import defaultdict
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
-from .. import rules as R
+from evtchn_spec.refimpl import rules as R
+
 from .facts import XENSTORE_PORT, Attempt, Cite, Facts, NodeFact
 
 LOGIC = "QF_UFLIA"

@@ -16,9 +16,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from ..config import COMPAT_V1, Config, Dialect, DomainSpec, has_compat
-from ..grammar.errors import Span
-from ..grammar.tree import Node, Property
+from evtchn_spec.grammar.errors import Span
+from evtchn_spec.grammar.tree import Node, Property
+from evtchn_spec.refimpl.config import COMPAT_V1, Config, Dialect, DomainSpec, has_compat
 
 # The 2-level ABI limit on Arm (64 x 64) and the first xenstore port Xen allocates.
 TWO_LEVEL_PORTS = 4096

@@ -38,10 +38,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import z3
+from evtchn_spec.grammar.errors import InputError, Span
+from evtchn_spec.refimpl import rules as R
+from evtchn_spec.refimpl.config import Config
 
-from .. import rules as R
-from ..config import Config
-from ..grammar.errors import InputError, Span
 from . import certify, encode
 from .facts import XENSTORE_PORT, Attempt, Facts, NodeFact, build
 
@@ -438,7 +438,7 @@ def _edits(cfg: Config, f: Facts, new_ports: dict[int, int],
 def _bad_domains(cfg: Config, text: str) -> set[int]:
     """Read the rewritten source again (same Xen version and dialect) and return the
     domains whose obligations still fail ({-1} for any other failure)."""
-    from ..grammar.dts import parse_dts
+    from evtchn_spec.grammar.dts import parse_dts
 
     tree = parse_dts(text.encode("utf-8"), cfg.tree.source)
     again = Config.from_tree(tree, cfg.profile, cfg.dialect_mode)

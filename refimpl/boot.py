@@ -26,6 +26,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from evtchn_spec.grammar.tree import Node
+
 from . import rules as R
 from .config import (
     Config,
@@ -36,7 +38,6 @@ from .config import (
     loc,
     prop_loc,
 )
-from .grammar.tree import Node
 from .xen_state import EBUSY, EINVAL, ENOSPC, ERRNO_NAMES, XenState
 
 PANIC_EVTCHN = "Could not set up domains evtchn"

@@ -24,8 +24,9 @@ import re
 from dataclasses import dataclass, field
 from enum import Enum
 
-from .grammar.errors import Span
-from .grammar.tree import Node, Property, Tree
+from evtchn_spec.grammar.errors import Span
+from evtchn_spec.grammar.tree import Node, Property, Tree
+
 from .xen_state import DOM0_MAX_EVTCHN_PORT, DOMU_MAX_EVTCHN_PORT
 
 COMPAT_V1 = "xen,evtchn-v1"

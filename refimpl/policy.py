@@ -20,9 +20,10 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+from evtchn_spec.grammar.errors import InputError, Span, file_span
+from evtchn_spec.grammar.inputs import read_input
+
 from .boot import BootChannel, BootResult
-from .grammar.errors import InputError, Span, file_span
-from .grammar.inputs import read_input
 
 _DOM0_ALIASES = ("domain-0", "dom0", "d0")
 DOMID_LAST = 0x7FEF  # the largest domid a domain can have (DOMID_FIRST_RESERVED - 1)

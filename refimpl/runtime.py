@@ -20,10 +20,11 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
+from evtchn_spec.grammar.errors import InputError, Span, file_span
+from evtchn_spec.grammar.inputs import read_input
+
 from . import fifo
 from .boot import BootResult
-from .grammar.errors import InputError, Span, file_span
-from .grammar.inputs import read_input
 from .xen_state import (
     DOMID_SELF,
     EINVAL,

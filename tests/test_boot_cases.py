@@ -9,7 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from evtchn_spec.boot import boot
+from evtchn_spec.refimpl.boot import boot
 from test_boot_model import System, cells, strings
 
 PANIC = "Could not set up domains evtchn"

@@ -9,10 +9,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from evtchn_spec.boot import boot
-from evtchn_spec.check import check
-from evtchn_spec.config import Config
 from evtchn_spec.grammar import load
+from evtchn_spec.refimpl.boot import boot
+from evtchn_spec.refimpl.check import check
+from evtchn_spec.refimpl.config import Config
 
 DATA = Path(__file__).resolve().parent / "data" / "xen"
 CASES = sorted(p for p in DATA.glob("*.dts") if p.with_suffix(".json").exists())
@@ -43,7 +43,7 @@ import contextlib  # noqa: E402
 import io  # noqa: E402
 
 from evtchn_spec.conformance import corpus  # noqa: E402
-from evtchn_spec.conformance.compare import differences, run_differences  # noqa: E402
+from evtchn_spec.oracle.compare import differences, run_differences  # noqa: E402
 
 INDEX = corpus.load_index(DATA)
 PAIRS = sorted((case, release) for case, entry in INDEX["cases"].items()

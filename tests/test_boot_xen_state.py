@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from evtchn_spec.xen_state import (
+from evtchn_spec.refimpl.xen_state import (
     DOM0_MAX_EVTCHN_PORT,
     DOMU_MAX_EVTCHN_PORT,
     EBUSY,

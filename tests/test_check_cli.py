@@ -71,7 +71,7 @@ def test_check_text_is_compiler_style_without_colour_off_a_tty(
 def test_colour_on_a_tty_unless_no_color(monkeypatch: pytest.MonkeyPatch) -> None:
     import io
 
-    from evtchn_spec import report
+    from evtchn_spec.render import report
 
     class Tty(io.StringIO):
         def isatty(self) -> bool:

@@ -11,13 +11,13 @@ import sys
 from pathlib import Path
 
 import pytest
-from evtchn_spec import report
-from evtchn_spec import rules as R
-from evtchn_spec.check import check
 from evtchn_spec.cli import main
-from evtchn_spec.config import Config, xen_profile
+from evtchn_spec.cli.precommit import split
 from evtchn_spec.grammar import load
-from evtchn_spec.precommit import split
+from evtchn_spec.refimpl import rules as R
+from evtchn_spec.refimpl.check import check
+from evtchn_spec.refimpl.config import Config, xen_profile
+from evtchn_spec.render import report
 from hypothesis import given, settings
 from hypothesis import strategies as st
 

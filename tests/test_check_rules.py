@@ -12,17 +12,17 @@ import re
 from pathlib import Path
 
 import pytest
-from evtchn_spec import rules as R
-from evtchn_spec.check import CheckResult, check
 from evtchn_spec.cli import main as cli_main
-from evtchn_spec.config import Config, xen_profile
 from evtchn_spec.grammar import load
 from evtchn_spec.grammar.dtb import read_dtb, write_dtb
 from evtchn_spec.grammar.dts import parse_dts
 from evtchn_spec.grammar.errors import InputError
 from evtchn_spec.grammar.tree import Property, Tree
-from evtchn_spec.policy import Policy
-from evtchn_spec.vectors import RuleFixture, VectorsError, fixture_options, rule_fixtures
+from evtchn_spec.oracle.vectors import RuleFixture, VectorsError, fixture_options, rule_fixtures
+from evtchn_spec.refimpl import rules as R
+from evtchn_spec.refimpl.check import CheckResult, check
+from evtchn_spec.refimpl.config import Config, xen_profile
+from evtchn_spec.refimpl.policy import Policy
 from hypothesis import given
 from hypothesis import strategies as st
 from test_boot_model import System, cells

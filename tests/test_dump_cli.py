@@ -119,7 +119,7 @@ def test_dump_loads_no_solver_and_no_conformance_runner(sample_dtb: Path) -> Non
             f"rc = main(['dump', {str(sample_dtb)!r}, '--format', 'json'])\n"
             "heavy = sorted(m for m in sys.modules if m == 'z3' or m.startswith("
             "('evtchn_spec.proofs.certify', 'evtchn_spec.conformance.qemu', "
-            "'evtchn_spec.vectors')))\n"
+            "'evtchn_spec.oracle.vectors')))\n"
             "print(rc, heavy)\n")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          check=True).stdout

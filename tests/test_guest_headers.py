@@ -16,11 +16,11 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from evtchn_spec import headers
-from evtchn_spec import table as tbl
-from evtchn_spec.boot import boot
 from evtchn_spec.cli import main
 from evtchn_spec.grammar import load
+from evtchn_spec.refimpl.boot import boot
+from evtchn_spec.render import headers
+from evtchn_spec.render import table as tbl
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from test_boot_model import System

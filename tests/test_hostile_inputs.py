@@ -24,16 +24,15 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from evtchn_spec import cli
-from evtchn_spec.boot import boot
-from evtchn_spec.config import Config, xen_profile
 from evtchn_spec.grammar import dts as dts_mod
 from evtchn_spec.grammar import load
 from evtchn_spec.grammar.dts import MAX_NODE_DEPTH, parse_dts
 from evtchn_spec.grammar.errors import InputError
 from evtchn_spec.grammar.tree import unpack_pieces
-from evtchn_spec.policy import Policy
-from evtchn_spec.runtime import (
+from evtchn_spec.refimpl.boot import boot
+from evtchn_spec.refimpl.config import Config, xen_profile
+from evtchn_spec.refimpl.policy import Policy
+from evtchn_spec.refimpl.runtime import (
     MAX_TRACE_DEPTH,
     OPS,
     _changes,
@@ -44,6 +43,8 @@ from evtchn_spec.runtime import (
 )
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+
+from evtchn_spec import cli
 
 ROOT = Path(__file__).resolve().parent.parent
 EX = ROOT / "examples" / "dom0less-three-domus.dts"

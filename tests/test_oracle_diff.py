@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 from evtchn_spec.cli import main as cli_main
-from evtchn_spec.differential import boot_differences, run_differences
+from evtchn_spec.oracle.diff import boot_differences, run_differences
 from hypothesis import given
 from hypothesis import strategies as st
 

@@ -13,8 +13,8 @@ from typing import Any
 
 import pytest
 from evtchn_spec.cli import main as cli_main
-from evtchn_spec.conformance.compare import differences, run_differences
 from evtchn_spec.grammar.dtb import read_dtb
+from evtchn_spec.oracle.compare import differences, run_differences
 
 DATA = Path(__file__).resolve().parent / "data"
 
@@ -123,8 +123,8 @@ def test_recorded_suites_agree_with_the_recordings(tmp_path: Path) -> None:
 def test_rules_suite_is_the_rule_fixtures(tmp_path: Path) -> None:
     """One case per tests/data/rules fixture, holding that file, its options and its
     policy; its check.json reports the rule exactly when the file is a .fails.dts."""
-    from evtchn_spec import rules as R
-    from evtchn_spec.vectors import rule_fixtures
+    from evtchn_spec.oracle.vectors import rule_fixtures
+    from evtchn_spec.refimpl import rules as R
 
     rc, err = vectors(str(tmp_path), "--suite", "rules")
     assert rc == 0 and len(err.strip().splitlines()) == 1, err  # the summary, no warning
@@ -187,7 +187,7 @@ def test_builtin_suites_read_the_data_package(tmp_path: Path,
     """The suites read the package evtchn_spec.cases (tests/data, shipped in the wheel:
     tests/test_wheel_install.py), wherever the module itself lies. Without that
     package: one clear line, exit 2, nothing written; the random suite needs none."""
-    from evtchn_spec import vectors as V
+    from evtchn_spec.oracle import vectors as V
 
     monkeypatch.setattr(V, "__file__", str(tmp_path / "site" / "evtchn_spec" / "vectors.py"))
     assert vectors(str(tmp_path / "a"), "--suite", "runtime")[0] == 0

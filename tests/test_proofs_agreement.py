@@ -8,15 +8,15 @@ from __future__ import annotations
 import glob
 
 import pytest
-from evtchn_spec import rules as R
-from evtchn_spec.boot import boot
-from evtchn_spec.check import check
-from evtchn_spec.config import Config, xen_profile
 from evtchn_spec.grammar import load
 from evtchn_spec.grammar.dump import to_dts
 from evtchn_spec.grammar.tree import Node
 from evtchn_spec.proofs import certify, encode
 from evtchn_spec.proofs.facts import build
+from evtchn_spec.refimpl import rules as R
+from evtchn_spec.refimpl.boot import boot
+from evtchn_spec.refimpl.check import check
+from evtchn_spec.refimpl.config import Config, xen_profile
 from hypothesis import HealthCheck, assume, given, note, settings
 from hypothesis import strategies as st
 from test_boot_model import MUTATIONS, System, mutate_link

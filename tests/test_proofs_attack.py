@@ -10,8 +10,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from evtchn_spec.policy import Policy
 from evtchn_spec.proofs import attack as A
+from evtchn_spec.refimpl.policy import Policy
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from test_runtime_machine import systems
@@ -82,7 +82,7 @@ def test_search_results_are_replayable(res: Any, xsm: str, allow_all: bool) -> N
         else frozenset()
     pol = Policy(False, pairs, "<test>")
     cfg = res.config
-    from evtchn_spec.boot import boot
+    from evtchn_spec.refimpl.boot import boot
 
     r = A.search(lambda: boot(cfg), pol, 2, xsm, timeout_ms=20000)
     if allow_all:

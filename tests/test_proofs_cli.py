@@ -10,12 +10,12 @@ import shutil
 from pathlib import Path
 
 import pytest
-from evtchn_spec import rules as R
-from evtchn_spec.boot import boot
 from evtchn_spec.cli import main
-from evtchn_spec.config import Config, xen_profile
 from evtchn_spec.grammar import load
 from evtchn_spec.proofs import certify
+from evtchn_spec.refimpl import rules as R
+from evtchn_spec.refimpl.boot import boot
+from evtchn_spec.refimpl.config import Config, xen_profile
 
 XEN = Path("tests/data/xen")
 ORDERED = Path("tests/data/proofs/order-dependent.dts")

@@ -12,7 +12,7 @@ import pytest
 import z3
 from evtchn_spec.proofs import invariants as I
 from evtchn_spec.proofs import transition as T
-from evtchn_spec.runtime import arrays, boot_peers
+from evtchn_spec.refimpl.runtime import arrays, boot_peers
 from hypothesis import HealthCheck, given, settings
 from test_runtime_machine import systems
 

@@ -10,10 +10,10 @@ import math
 import time
 from pathlib import Path
 
-from evtchn_spec.boot import boot
-from evtchn_spec.config import Config, xen_profile
 from evtchn_spec.grammar import load
 from evtchn_spec.proofs.repair import repair
+from evtchn_spec.refimpl.boot import boot
+from evtchn_spec.refimpl.config import Config, xen_profile
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 

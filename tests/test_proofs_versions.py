@@ -9,15 +9,15 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from evtchn_spec.config import (
+from evtchn_spec.grammar import load
+from evtchn_spec.proofs import orders
+from evtchn_spec.refimpl.config import (
     BOOTED_BUILDS,
     KNOWN_VERSIONS,
     Config,
     versions_as_verified,
     xen_profile,
 )
-from evtchn_spec.grammar import load
-from evtchn_spec.proofs import orders
 
 INDEX = Path(__file__).resolve().parent / "data" / "xen" / "releases" / "index.json"
 

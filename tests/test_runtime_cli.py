@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from evtchn_spec.cli import main
 from evtchn_spec.grammar.errors import InputError
-from evtchn_spec.runtime import OPS, parse_trace
+from evtchn_spec.refimpl.runtime import OPS, parse_trace
 from hypothesis import given
 from hypothesis import strategies as st
 

@@ -10,9 +10,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from evtchn_spec.boot import boot
 from evtchn_spec.grammar.errors import Span
-from evtchn_spec.runtime import (
+from evtchn_spec.refimpl.boot import boot
+from evtchn_spec.refimpl.runtime import (
     OPS,
     Call,
     apply,
@@ -20,7 +20,7 @@ from evtchn_spec.runtime import (
     invariant_violations,
     state_json,
 )
-from evtchn_spec.xen_state import DOMID_SELF
+from evtchn_spec.refimpl.xen_state import DOMID_SELF
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, rule
@@ -194,7 +194,7 @@ TestHostile.settings = settings(max_examples=100, stateful_step_count=40, deadli
 @given(res=systems())
 def test_run_initial_is_the_boot_json_plus_run_fields(res: Any) -> None:
     """`boot --format json` and `run`'s initial state agree on every boot key and bit."""
-    from evtchn_spec.runtime import run
+    from evtchn_spec.refimpl.runtime import run
 
     boot_doc = res.to_json()
     doc = run(res, [])
@@ -212,7 +212,7 @@ def test_run_initial_is_the_boot_json_plus_run_fields(res: Any) -> None:
 @given(res=systems())
 def test_arrays_mirror_the_state(res: Any) -> None:
     """INV-SYMMETRIC restated over runtime.arrays, the shape the Z3 encodings use."""
-    from evtchn_spec.runtime import arrays
+    from evtchn_spec.refimpl.runtime import arrays
 
     a = arrays(res.state, boot_peers(res))
     for (d, p), s in a["st"].items():

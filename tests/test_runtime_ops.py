@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from evtchn_spec.boot import boot
-from evtchn_spec.fifo import expand_array, init_control, set_priority
-from evtchn_spec.runtime import port_entries
-from evtchn_spec.xen_state import (
+from evtchn_spec.refimpl.boot import boot
+from evtchn_spec.refimpl.fifo import expand_array, init_control, set_priority
+from evtchn_spec.refimpl.runtime import port_entries
+from evtchn_spec.refimpl.xen_state import (
     DOMID_SELF,
     EBUSY,
     EEXIST,

@@ -14,10 +14,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from evtchn_spec.boot import boot
-from evtchn_spec.config import Config, xen_profile
 from evtchn_spec.grammar import load
-from evtchn_spec.runtime import load_trace, run
+from evtchn_spec.refimpl.boot import boot
+from evtchn_spec.refimpl.config import Config, xen_profile
+from evtchn_spec.refimpl.runtime import load_trace, run
 
 DATA = Path(__file__).parent / "data" / "xen"
 # tests/data/runtime: traces recorded the same way for the run-time rules (see each .dts comment)

@@ -10,9 +10,9 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from evtchn_spec import table as tbl
-from evtchn_spec.boot import boot
 from evtchn_spec.cli import main
+from evtchn_spec.refimpl.boot import boot
+from evtchn_spec.render import table as tbl
 from test_boot_model import System
 
 DATA = Path(__file__).resolve().parent / "data" / "boot"

@@ -16,8 +16,6 @@ import tempfile
 from pathlib import Path
 
 import pytest
-from evtchn_spec.check import check
-from evtchn_spec.config import Config, xen_profile
 from evtchn_spec.grammar import load
 from evtchn_spec.grammar.dtb import read_dtb, write_dtb
 from evtchn_spec.grammar.errors import InputError
@@ -30,6 +28,8 @@ from evtchn_spec.grammar.uboot import (
     run_script,
     script_text,
 )
+from evtchn_spec.refimpl.check import check
+from evtchn_spec.refimpl.config import Config, xen_profile
 from hypothesis import given, settings
 from hypothesis import strategies as st
 

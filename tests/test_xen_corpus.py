@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 from evtchn_spec.cli import main as cli_main
-from evtchn_spec.conformance.compare import PORT_FIELDS, differences, run_differences
+from evtchn_spec.oracle.compare import PORT_FIELDS, differences, run_differences
 
 DATA = Path(__file__).resolve().parent / "data" / "xen"
 CASES = sorted(DATA.glob("*.dts"))

@@ -19,8 +19,8 @@ from typing import Any
 import pytest
 from evtchn_spec.conformance import corpus
 from evtchn_spec.conformance.cli import main as xen_main
-from evtchn_spec.conformance.compare import differences, run_differences
 from evtchn_spec.conformance.tools import find_tools
+from evtchn_spec.oracle.compare import differences, run_differences
 
 LIVE = os.environ.get("EVTCHN_SPEC_XEN") == "1"
 pytestmark = pytest.mark.skipif(not LIVE, reason="live Xen runs need EVTCHN_SPEC_XEN=1 "

@@ -26,7 +26,6 @@ import pytest
 from evtchn_spec.conformance import corpus, report
 from evtchn_spec.conformance.cli import main as xen_main
 from evtchn_spec.conformance.cli import nearest_release
-from evtchn_spec.conformance.compare import differences, run_differences
 from evtchn_spec.conformance.tools import (
     BUILD_SCRIPT,
     RELEASES,
@@ -37,6 +36,7 @@ from evtchn_spec.conformance.tools import (
     find_tools,
     release_build_dir,
 )
+from evtchn_spec.oracle.compare import differences, run_differences
 
 LIVE = os.environ.get("EVTCHN_SPEC_XEN") == "1"
 FULL = os.environ.get("EVTCHN_SPEC_XEN_FULL") == "1"

@@ -13,9 +13,9 @@ from typing import Any, cast
 
 import pytest
 from evtchn_spec.conformance import cli, dtbuild, fdt, qemu, report, trace
-from evtchn_spec.conformance.compare import PORT_FIELDS, differences, run_differences
 from evtchn_spec.conformance.tools import ToolsMissing, find_tools
 from evtchn_spec.grammar.errors import InputError
+from evtchn_spec.oracle.compare import PORT_FIELDS, differences, run_differences
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -442,12 +442,14 @@ def test_run_differences() -> None:
         "call 0 (send by d1): change only on xen: (1, 1, 'pending', False, True)"]
 
 
-def test_add_xen_subcommand_wires_the_handler() -> None:
+def test_the_xen_subcommand_wires_the_handler() -> None:
     import argparse
+
+    from evtchn_spec.cli import xen as xen_subcommand
 
     parser = argparse.ArgumentParser(prog="evtchn-spec")
     sub = parser.add_subparsers(dest="command", required=True)
-    cli.add_xen_subcommand(sub)
+    xen_subcommand.register(sub)
     args = parser.parse_args(["xen", "a.dts", "--dom0", "--timeout", "7", "--compare"])
     assert args.handler is cli.cmd_xen
     assert (args.file, args.dom0, args.timeout, args.compare) == ("a.dts", True, 7.0, True)

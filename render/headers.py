@@ -33,8 +33,9 @@ from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from .boot import BootResult
-from .config import DomainSpec
+from evtchn_spec.refimpl.boot import BootResult
+from evtchn_spec.refimpl.config import DomainSpec
+
 from .table import Row, row_json
 
 LANGS = ("c", "rust", "json", "zephyr")

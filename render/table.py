@@ -15,7 +15,7 @@ import io
 import json
 from dataclasses import dataclass
 
-from .boot import BootResult
+from evtchn_spec.refimpl.boot import BootResult
 
 
 @dataclass(frozen=True, slots=True)

@@ -11,7 +11,7 @@ from __future__ import annotations
 import math
 from html import escape
 
-from .boot import BootChannel, BootResult
+from evtchn_spec.refimpl.boot import BootChannel, BootResult
 
 
 def _q(s: str) -> str:

@@ -25,16 +25,18 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from . import __version__
-from .boot import boot
-from .check import CheckResult, check
-from .config import Config, xen_profile
-from .differential import INDEX, RANDOM_CASES, RANDOM_SEED, VectorsError
-from .grammar import load
-from .grammar.dtb import read_dtb, write_dtb
-from .grammar.dts import parse_dts
-from .grammar.tree import Tree
-from .runtime import parse_trace, run
+from evtchn_spec.grammar import load
+from evtchn_spec.grammar.dtb import read_dtb, write_dtb
+from evtchn_spec.grammar.dts import parse_dts
+from evtchn_spec.grammar.tree import Tree
+from evtchn_spec.refimpl.boot import boot
+from evtchn_spec.refimpl.check import CheckResult, check
+from evtchn_spec.refimpl.config import Config, xen_profile
+from evtchn_spec.refimpl.runtime import parse_trace, run
+
+from evtchn_spec import __version__
+
+from .diff import INDEX, RANDOM_CASES, RANDOM_SEED, VectorsError
 
 ORACLE_FORMAT = 1
 XEN_RECORDED = "recorded on real Xen 4.17 (Debian 12 xen-hypervisor-4.17-arm64 {version})"
@@ -85,7 +87,7 @@ def expected_check(tree: Tree, dialect: str, xen: str, policy: str | None) -> di
         import dataclasses
         import tempfile
 
-        from .policy import Policy
+        from evtchn_spec.refimpl.policy import Policy
 
         with tempfile.TemporaryDirectory() as tmp:
             (Path(tmp) / "policy.toml").write_text(policy, encoding="utf-8")
@@ -134,7 +136,7 @@ def _roundtrip(tree: Tree, name: str) -> Tree:
 # -- suite: xen (recorded on real Xen) and runtime ----------------------------------------
 
 def _recorded_cases(suite: str, folder: Path, warn: Callable[[str], None]) -> Iterator[Case]:
-    from .conformance.compare import differences, run_differences
+    from .compare import differences, run_differences
 
     for dts in sorted(folder.glob("*.dts")):
         recorded_boot = dts.with_suffix(".json")

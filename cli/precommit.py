@@ -1,4 +1,4 @@
-"""`python -m evtchn_spec.precommit [CHECK OPTIONS] FILE...`: the entry of the
+"""`python -m evtchn_spec.cli.precommit [CHECK OPTIONS] FILE...`: the entry of the
 pre-commit hook (.pre-commit-hooks.yaml at the repository root).
 
 pre-commit hands a hook many file names at once, after the hook's `args`; `check`
@@ -14,7 +14,8 @@ import re
 import sys
 from collections.abc import Sequence
 
-from .cli import EXIT_INPUT, main
+from . import main
+from .common import EXIT_INPUT
 
 TREE = re.compile(r"\.(dts|dtsi|dtb)$", re.IGNORECASE)
 
