@@ -24,6 +24,7 @@ from pathlib import Path
 
 from . import dtbuild, fdt
 from .fdt import Fdt
+from .report import parse_guests
 from .tools import Tools, cache_dir, guest_image
 
 MACHINE = "virt,gic-version=3,virtualization=on"
@@ -62,7 +63,6 @@ class Command:
 class RunResult:
     console: list[str]
     reason: str                     # "done" | "panic" | "timeout" | "exited"
-    elapsed: float
     plan: dtbuild.BootPlan
     returncode: int | None = None
     notes: list[str] = field(default_factory=list)
@@ -124,11 +124,9 @@ def boot(tools: Tools, user: Fdt, *, dom0: bool, timeout: float = 120.0,
     With slots, slot 0 starts at an absolute time T0 on the counter all domains
     share; a guest that starts after T0 says so ("@evt late") and the run is
     repeated with T0 doubled; a run whose calls and dumps overlapped in time
-    (trace.order_problems) is repeated too (4 runs at most; the last one's
+    (order_problems) is repeated too (4 runs at most; the last one's
     problems then show up as "incomplete" in the run JSON).
     """
-    from .trace import order_problems
-
     t0_ms = T0_MS if nslots else 0
     notes: list[str] = []
     for _ in range(4):
@@ -148,6 +146,31 @@ def boot(tools: Tools, user: Fdt, *, dom0: bool, timeout: float = 120.0,
             break
         notes.append("retried: " + "; ".join(problems))
     return result
+
+
+def order_problems(console: list[str], nslots: int) -> list[str]:
+    """Slots whose calls and dumps did not happen in order (from the guests' clocks).
+
+    Slot i is sound when every call of slot i finished strictly before any
+    domain began its dump i+1, and every dump i ended strictly before any call
+    of slot i (the state each call starts from).
+    """
+    guests = parse_guests(console)
+    calls: dict[int, list[int]] = {}
+    for g in guests.values():
+        for made in g.calls:
+            if "t_ms" in made:
+                calls.setdefault(made["slot"], []).append(made["t_ms"])
+    out: list[str] = []
+    for i in range(nslots):
+        begins = [g.began_ms[i + 1] for g in guests.values() if i + 1 in g.began_ms]
+        ends = [g.ended_ms[i] for g in guests.values() if i in g.ended_ms]
+        mine = calls.get(i, [])
+        if len(begins) != len(guests) or len(ends) != len(guests):
+            out.append(f"slot {i}: a dump is missing")
+        elif mine and (max(mine) >= min(begins) or max(ends) >= min(mine)):
+            out.append(f"slot {i}: calls and dumps overlapped")
+    return out
 
 
 def _boot_once(tools: Tools, user: Fdt, *, dom0: bool, timeout: float, source: str,
@@ -233,7 +256,7 @@ def _run(argv: list[str], plan: dtbuild.BootPlan, timeout: float) -> RunResult:
             break
         if line is not None and reason in ("exited",):
             console.append(line)
-    return RunResult(console, reason, time.monotonic() - start, plan, proc.returncode)
+    return RunResult(console, reason, plan, proc.returncode)
 
 
 def _stop(proc: subprocess.Popen[bytes]) -> None:

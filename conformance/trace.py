@@ -31,7 +31,7 @@ from typing import Any
 from evtchn_spec.grammar.errors import InputError, Span
 
 from .dtbuild import BootPlan
-from .qemu import MAX_CMDS, Command
+from .qemu import MAX_CMDS, Command, order_problems
 from .report import parse_guests, ports_json
 
 # trace op -> (guest op, argument names: the first goes to the guest's port field,
@@ -54,8 +54,12 @@ OPS: dict[str, tuple[str, tuple[str, ...], tuple[str, ...]]] = {
 DOMID_SELF = 0x7FF0
 # optional arguments and their defaults (as spec/trace.md gives them)
 OPTIONAL = {"vcpu": 0, "dom": DOMID_SELF}
-# EVTCHNOP_status's `status` numbers (public/event_channel.h EVTCHNSTAT_*)
+# EVTCHNOP_status's `status` numbers (public/event_channel.h EVTCHNSTAT_*), the
+# names the reference gives them, and the ones whose union member is copied back
 STATUS_NAMES = ("closed", "unbound", "interdomain", "pirq", "virq", "ipi")
+EVTCHNSTAT_UNBOUND = 1
+EVTCHNSTAT_INTERDOMAIN = 2
+EVTCHNSTAT_VIRQ = 4
 
 
 @dataclass(frozen=True, slots=True)
@@ -120,31 +124,6 @@ def schedule(calls: list[Call]) -> tuple[dict[int, list[Command]], int]:
     return commands, len(calls)
 
 
-def order_problems(console: list[str], nslots: int) -> list[str]:
-    """Slots whose calls and dumps did not happen in order (from the guests' clocks).
-
-    Slot i is sound when every call of slot i finished strictly before any
-    domain began its dump i+1, and every dump i ended strictly before any call
-    of slot i (the state each call starts from).
-    """
-    guests = parse_guests(console)
-    calls: dict[int, list[int]] = {}
-    for g in guests.values():
-        for made in g.calls:
-            if "t_ms" in made:
-                calls.setdefault(made["slot"], []).append(made["t_ms"])
-    out: list[str] = []
-    for i in range(nslots):
-        begins = [g.began_ms[i + 1] for g in guests.values() if i + 1 in g.began_ms]
-        ends = [g.ended_ms[i] for g in guests.values() if i in g.ended_ms]
-        mine = calls.get(i, [])
-        if len(begins) != len(guests) or len(ends) != len(guests):
-            out.append(f"slot {i}: a dump is missing")
-        elif mine and (max(mine) >= min(begins) or max(ends) >= min(mine)):
-            out.append(f"slot {i}: calls and dumps overlapped")
-    return out
-
-
 def _state(guests: dict[int, Any], phase: int) -> dict[str, list[dict[str, Any]]]:
     out: dict[str, list[dict[str, Any]]] = {}
     for domid, g in sorted(guests.items()):
@@ -176,11 +155,11 @@ def status_out(made: dict[str, Any]) -> dict[str, Any]:
     member the status names (unbound: dom; interdomain: dom, port; virq: virq), vcpu."""
     st = made["st"]
     out: dict[str, Any] = {"status": STATUS_NAMES[st] if st < len(STATUS_NAMES) else st}
-    if st == 1:
+    if st == EVTCHNSTAT_UNBOUND:
         out["dom"] = made["sdom"]
-    elif st == 2:
+    elif st == EVTCHNSTAT_INTERDOMAIN:
         out["dom"], out["port"] = made["sdom"], made["sport"]
-    elif st == 4:
+    elif st == EVTCHNSTAT_VIRQ:
         out["virq"] = made["svirq"]
     out["vcpu"] = made["svcpu"]
     return out

@@ -4,14 +4,15 @@ can be modelled without guest memory.
 Modelled: EVTCHNOP_init_control's checks (-ENOENT vCPU, -EINVAL offset past the
 page or unaligned, -EINVAL for a second control block on one vCPU), the switch
 from 2-level (the port limit becomes 2^17; every valid port's 2-level pending
-bit is saved in evtchn->pending), EVTCHNOP_expand_array (one page = 1024 event
-words, at most 128 pages, -EOPNOTSUPP before init_control; saved events are
-re-raised on the page that covers them), EVTCHNOP_set_priority, and per port the
-PENDING, MASKED and LINKED bits of the event word: set_pending drops the event
-when the notify vCPU has no control block, else sets PENDING and, when neither
-MASKED nor LINKED, links the port (LINKED, the port's "busy" state for
-evtchn_allocate_port) and raises an upcall when the vCPU's queue was empty and
-its READY bit was clear.
+bit is saved in evtchn->pending; the domain's port operations become
+EVTCHN_PORT_OPS_FIFO), EVTCHNOP_expand_array (one page = 1024 event words, at
+most 128 pages, -EOPNOTSUPP before init_control; saved events are re-raised on
+the page that covers them), the set_priority hook (xen_state.evtchn_set_priority
+makes EVTCHNOP_set_priority's other checks), and per port the PENDING, MASKED and
+LINKED bits of the event word: set_pending drops the event when the notify vCPU
+has no control block, else sets PENDING and, when neither MASKED nor LINKED,
+links the port (LINKED, the port's "busy" state for evtchn_allocate_port) and
+raises an upcall when the vCPU's queue was empty and its READY bit was clear.
 
 Not modelled: the control-block gfn and event-array gfns (always assumed to map;
 Xen's -EINVAL/-ENOMEM from map_guest_page never happen here), the 16 priority
@@ -23,33 +24,36 @@ evtchn_upcall_pending). New event-array pages are taken as zeroed by the guest.
 
 from __future__ import annotations
 
-from .xen_state import (
-    EACCES,
+from .evtchn_common import (
     EINVAL,
     ENOENT,
     ENOSPC,
-    ENOSYS,
     EOPNOTSUPP,
     EVTCHN_2L_NR_CHANNELS,
-    Domain,
+    EVTCHN_FIFO_PRIORITY_DEFAULT,
+    PAGE_SIZE,
+    EvtchnDomain,
+    EvtchnPortOps,
+    vcpu_mark_events_pending,
 )
 
 EVTCHN_FIFO_LINK_BITS = 17
-EVTCHN_FIFO_PRIORITY_DEFAULT = 7
+EVTCHN_FIFO_NR_CHANNELS = 1 << EVTCHN_FIFO_LINK_BITS
 EVTCHN_FIFO_PRIORITY_MIN = 15
-EVENT_WORDS_PER_PAGE = 4096 // 4
-MAX_EVENT_ARRAY_PAGES = (1 << EVTCHN_FIFO_LINK_BITS) // EVENT_WORDS_PER_PAGE  # 128
+EVENT_WORDS_PER_PAGE = PAGE_SIZE // 4
+MAX_EVENT_ARRAY_PAGES = EVTCHN_FIFO_NR_CHANNELS // EVENT_WORDS_PER_PAGE  # 128
 # sizeof(evtchn_fifo_control_block_t): ready, _rsvd, head[16], all uint32_t.
 SIZEOF_CONTROL_BLOCK = 4 + 4 + 16 * 4
-PAGE_SIZE = 4096
 
 
-def has_word(d: Domain, port: int) -> bool:
+def has_word(d: EvtchnDomain, port: int) -> bool:
     """evtchn_fifo_word_from_port(d, port) != NULL."""
     return port < d.fifo_pages * EVENT_WORDS_PER_PAGE
 
 
-def fifo_set_pending(d: Domain, vcpu: int, port: int) -> bool:
+# -- evtchn_port_ops_fifo ------------------------------------------------------
+
+def evtchn_fifo_set_pending(d: EvtchnDomain, vcpu: int, port: int) -> bool:
     """evtchn_fifo_set_pending: returns whether an upcall was raised."""
     if not has_word(d, port):
         d.evtchn_from_port(port).fifo_saved_pending = True
@@ -63,28 +67,61 @@ def fifo_set_pending(d: Domain, vcpu: int, port: int) -> bool:
     d.fifo_linked[port] = vcpu
     if empty and not d.fifo_ready.get(vcpu, False):
         d.fifo_ready[vcpu] = True
-        return d.vcpu_mark_events_pending(vcpu)
+        return vcpu_mark_events_pending(d, vcpu)
     return False
 
 
-def fifo_clear_pending(d: Domain, port: int) -> None:
+def evtchn_fifo_clear_pending(d: EvtchnDomain, port: int) -> None:
     """evtchn_fifo_clear_pending: just the PENDING bit (the guest unlinks)."""
     if has_word(d, port):
         d.fifo_pending.discard(port)
 
 
-def fifo_unmask(d: Domain, port: int) -> bool:
+def evtchn_fifo_unmask(d: EvtchnDomain, port: int) -> bool:
     """evtchn_fifo_unmask: clear MASKED; relink if PENDING."""
     if not has_word(d, port):
         return False
     d.fifo_masked.discard(port)
     if port in d.fifo_pending:
-        return fifo_set_pending(d, d.evtchn_from_port(port).notify_vcpu_id, port)
+        return evtchn_fifo_set_pending(d, d.evtchn_from_port(port).notify_vcpu_id, port)
     return False
 
 
-def evtchn_fifo_destroy(d: Domain) -> None:
-    """evtchn_fifo_destroy + evtchn_2l_init (after EVTCHNOP_reset): back to 2-level."""
+def evtchn_fifo_is_pending(d: EvtchnDomain, port: int) -> bool:
+    return has_word(d, port) and port in d.fifo_pending
+
+
+def evtchn_fifo_is_masked(d: EvtchnDomain, port: int) -> bool:
+    return not has_word(d, port) or port in d.fifo_masked
+
+
+def evtchn_fifo_is_busy(d: EvtchnDomain, port: int) -> bool:
+    """The LINKED bit of the port's word: evtchn_allocate_port does not reuse it."""
+    return has_word(d, port) and port in d.fifo_linked
+
+
+def evtchn_fifo_set_priority(d: EvtchnDomain, port: int, priority: int) -> int:
+    if priority > EVTCHN_FIFO_PRIORITY_MIN:
+        return -EINVAL
+    d.evtchn_from_port(port).priority = priority
+    return 0
+
+
+EVTCHN_PORT_OPS_FIFO = EvtchnPortOps(
+    set_pending=evtchn_fifo_set_pending,
+    clear_pending=evtchn_fifo_clear_pending,
+    unmask=evtchn_fifo_unmask,
+    is_pending=evtchn_fifo_is_pending,
+    is_masked=evtchn_fifo_is_masked,
+    is_busy=evtchn_fifo_is_busy,
+    set_priority=evtchn_fifo_set_priority,
+)
+
+
+# -- the FIFO hypercalls and the way back to 2-level -------------------------------
+
+def evtchn_fifo_destroy(d: EvtchnDomain) -> None:
+    """evtchn_fifo_destroy (EVTCHNOP_reset; its caller then calls evtchn_2l_init)."""
     d.evtchn_fifo = False
     d.fifo_control.clear()
     d.fifo_pages = 0
@@ -96,7 +133,7 @@ def evtchn_fifo_destroy(d: Domain) -> None:
         ch.fifo_saved_pending = False
 
 
-def init_control(d: Domain, vcpu: int, offset: int) -> tuple[int, dict[str, int] | None]:
+def init_control(d: EvtchnDomain, vcpu: int, offset: int) -> tuple[int, dict[str, int] | None]:
     """EVTCHNOP_init_control -> evtchn_fifo_init_control (gfn assumed mappable)."""
     if vcpu >= d.max_vcpus:
         return -ENOENT, None
@@ -111,6 +148,7 @@ def init_control(d: Domain, vcpu: int, offset: int) -> tuple[int, dict[str, int]
             if ch is not None:
                 ch.priority = EVTCHN_FIFO_PRIORITY_DEFAULT
         d.evtchn_fifo = True
+        d.evtchn_port_ops = EVTCHN_PORT_OPS_FIFO
         d.fifo_used = True
     elif vcpu in d.fifo_control:  # map_control_block: one per vCPU
         return -EINVAL, None
@@ -118,7 +156,7 @@ def init_control(d: Domain, vcpu: int, offset: int) -> tuple[int, dict[str, int]
     return 0, {"link_bits": EVTCHN_FIFO_LINK_BITS}
 
 
-def expand_array(d: Domain) -> int:
+def expand_array(d: EvtchnDomain) -> int:
     """EVTCHNOP_expand_array -> add_page_to_event_array: re-raise saved events."""
     if not d.evtchn_fifo:
         return -EOPNOTSUPP
@@ -131,19 +169,5 @@ def expand_array(d: Domain) -> int:
             break
         ch = d.chans.get(port)
         if ch is not None and ch.fifo_saved_pending:
-            fifo_set_pending(d, ch.notify_vcpu_id, port)
-    return 0
-
-
-def set_priority(d: Domain, port: int, priority: int) -> int:
-    """EVTCHNOP_set_priority -> evtchn_port_set_priority."""
-    if not d.port_is_valid(port):
-        return -EINVAL
-    if not d.evtchn_fifo:
-        return -ENOSYS
-    if not d.evtchn_usable(port):
-        return -EACCES
-    if priority > EVTCHN_FIFO_PRIORITY_MIN:
-        return -EINVAL
-    d.evtchn_from_port(port).priority = priority
+            evtchn_fifo_set_pending(d, ch.notify_vcpu_id, port)
     return 0

@@ -25,15 +25,18 @@ from evtchn_spec.grammar.inputs import read_input
 
 from . import fifo
 from .boot import BootResult
-from .xen_state import (
-    DOMID_SELF,
+from .evtchn_common import (
+    ECS_FREE,
+    ECS_INTERDOMAIN,
+    ECS_RESERVED,
+    ECS_UNBOUND,
+    ECS_VIRQ,
     EINVAL,
     ERRNO_NAMES,
     EVTCHN_2L_NR_CHANNELS,
     STATE_NAMES,
-    Domain,
-    XenState,
 )
+from .xen_state import DOMID_SELF, Domain, XenState, evtchn_set_priority, virq_is_global
 
 TRACE_FORMAT = 1
 RUN_FORMAT = 1
@@ -509,7 +512,8 @@ _HANDLERS: dict[str, _Handler] = {
     "reset_cont": lambda s, d, c, a: s.hc_reset(c, a["dom"], resuming=True),
     "init_control": lambda s, d, c, a: fifo.init_control(d, a["vcpu"], a["offset"]),
     "expand_array": lambda s, d, c, a: (fifo.expand_array(d), None),
-    "set_priority": lambda s, d, c, a: (fifo.set_priority(d, a["port"], a["priority"]), None),
+    "set_priority": lambda s, d, c, a: (evtchn_set_priority(d, a["port"], a["priority"]),
+                                        None),
     "mask": lambda s, d, c, a: (_guest_mask(d, a["port"]), None),
     "clear": lambda s, d, c, a: (_guest_clear(d, a["port"]), None),
     "ack": lambda s, d, c, a: (_guest_ack(d, a["vcpu"]), None),
@@ -584,20 +588,21 @@ def port_entry(d: Domain, port: int) -> dict[str, Any] | None:
     pend = d.fifo_pending if fifo_on else d.evtchn_pending
     mask = d.fifo_masked if fifo_on else d.evtchn_mask
     ch = dict.get(d.chans, port)  # (plain dict access: a tracked table notes no read)
-    state = ch.state if ch is not None else 0
-    if not (state > 1 or port in pend or port in mask or (fifo_on and port in d.fifo_linked)):
+    state = ch.state if ch is not None else ECS_FREE
+    if not (state > ECS_RESERVED or port in pend or port in mask
+            or (fifo_on and port in d.fifo_linked)):
         return None
-    e: dict[str, Any] = {"port": port,
-                         "status": "closed" if state <= 1 else STATE_NAMES[state]}
-    if ch is not None and state == 2:
+    e: dict[str, Any] = {"port": port, "status": "closed" if state <= ECS_RESERVED
+                         else STATE_NAMES[state]}
+    if ch is not None and state == ECS_UNBOUND:
         e["remote_dom"] = ch.remote_domid
-    elif ch is not None and state == 3:
+    elif ch is not None and state == ECS_INTERDOMAIN:
         e["remote_dom"], e["remote_port"] = ch.remote_dom, ch.remote_port
-    elif ch is not None and state == 5:
+    elif ch is not None and state == ECS_VIRQ:
         e["virq"] = ch.virq
-    if state > 1 and ch is not None:
+    if state > ECS_RESERVED and ch is not None:
         e["vcpu"] = ch.notify_vcpu_id
-    e["static"] = ch is not None and state > 1 and ch.static_node is not None
+    e["static"] = ch is not None and state > ECS_RESERVED and ch.static_node is not None
     e["pending"] = port in pend
     e["masked"] = port in mask
     if fifo_on:
@@ -610,7 +615,8 @@ def port_entries(d: Domain) -> list[dict[str, Any]]:
     fifo_on = d.evtchn_fifo
     pend = d.fifo_pending if fifo_on else d.evtchn_pending
     mask = d.fifo_masked if fifo_on else d.evtchn_mask
-    ports = set(pend) | set(mask) | {p for p, ch in dict.items(d.chans) if ch.state > 1}
+    ports = set(pend) | set(mask) | {p for p, ch in dict.items(d.chans)
+                                     if ch.state > ECS_RESERVED}
     if fifo_on:
         ports |= set(d.fifo_linked)
     out: list[dict[str, Any]] = []
@@ -1100,16 +1106,16 @@ def invariant_violations(state: XenState,
     """
     bad: list[tuple[str, str]] = []
     for domid, d in state.domains.items():
-        if d.state_of(0) != 1:
+        if d.state_of(0) != ECS_RESERVED:
             bad.append(("INV-RESERVED", f"d{domid}:0 is not reserved"))
         if d.valid_evtchns % 64 or d.valid_evtchns < 64:
             bad.append(("INV-VALID", f"d{domid} valid_evtchns {d.valid_evtchns}"))
         active = 0
         for port, ch in d.chans.items():
             where = f"d{domid}:{port}"
-            if port != 0 and ch.state == 1:
+            if port != 0 and ch.state == ECS_RESERVED:
                 bad.append(("INV-RESERVED", f"{where} reserved"))
-            if ch.state == 0:
+            if ch.state == ECS_FREE:
                 if ch.notify_vcpu_id != 0 or ch.static_node is not None:
                     bad.append(("INV-FREE", f"{where} free but vcpu/static set"))
                 continue
@@ -1121,12 +1127,12 @@ def invariant_violations(state: XenState,
                     bad.append(("INV-LIMIT", f"{where} above the domain's limit"))
             if ch.notify_vcpu_id >= d.max_vcpus:
                 bad.append(("INV-VCPU", f"{where} notify vCPU {ch.notify_vcpu_id}"))
-            if ch.static_node is not None and ch.state not in (2, 3):
+            if ch.static_node is not None and ch.state not in (ECS_UNBOUND, ECS_INTERDOMAIN):
                 bad.append(("INV-STATIC", f"{where} static in state {ch.state}"))
-            if ch.state == 3:
+            if ch.state == ECS_INTERDOMAIN:
                 rd = state.domains.get(ch.remote_dom)
                 rch = rd.chans.get(ch.remote_port) if rd is not None else None
-                if (rch is None or rch.state != 3 or rch.remote_dom != domid
+                if (rch is None or rch.state != ECS_INTERDOMAIN or rch.remote_dom != domid
                         or rch.remote_port != port or (ch.remote_dom, ch.remote_port)
                         == (domid, port)):
                     bad.append(("INV-SYMMETRIC", f"{where} -> d{ch.remote_dom}:"
@@ -1135,8 +1141,8 @@ def invariant_violations(state: XenState,
                       and boot_peers.get((domid, port)) != (ch.remote_dom, ch.remote_port)):
                     bad.append(("INV-STATIC-PEER", f"{where} static, bound to another "
                                 "static port than its boot peer"))
-            if ch.state == 5:
-                v = 0 if _global(ch.virq) else ch.notify_vcpu_id
+            if ch.state == ECS_VIRQ:
+                v = 0 if virq_is_global(ch.virq) else ch.notify_vcpu_id
                 if d.virq_to_evtchn.get((v, ch.virq)) != port:
                     bad.append(("INV-VIRQ", f"{where} virq {ch.virq} not in vCPU {v}'s table"))
         if active != d.active_evtchns:
@@ -1144,22 +1150,17 @@ def invariant_violations(state: XenState,
                         f"{active} ports in use"))
         for (v, virq), port in d.virq_to_evtchn.items():
             vch = d.chans.get(port)
-            if vch is None or vch.state != 5 or vch.virq != virq or v != (
-                    0 if _global(virq) else vch.notify_vcpu_id):
+            if vch is None or vch.state != ECS_VIRQ or vch.virq != virq or v != (
+                    0 if virq_is_global(virq) else vch.notify_vcpu_id):
                 bad.append(("INV-VIRQ", f"d{domid} vCPU {v} virq {virq} -> port {port}"))
         if not d.evtchn_fifo and not d.fifo_used:
             for port in d.evtchn_pending:
-                if d.state_of(port) <= 1:
+                if d.state_of(port) <= ECS_RESERVED:
                     bad.append(("INV-PENDING-USABLE", f"d{domid}:{port} pending but closed"))
         if not d.evtchn_fifo and any(p >= EVTCHN_2L_NR_CHANNELS
                                      for p in d.evtchn_pending | d.evtchn_mask):
             bad.append(("INV-2L-RANGE", f"d{domid} has a 2-level bit at or above 4096"))
     return bad
-
-
-def _global(virq: int) -> bool:
-    from .xen_state import virq_is_global
-    return virq_is_global(virq)
 
 
 def boot_peers(res: BootResult) -> dict[tuple[int, int], tuple[int, int]]:
@@ -1172,10 +1173,6 @@ def boot_peers(res: BootResult) -> dict[tuple[int, int], tuple[int, int]]:
 
 
 # -- the state as plain arrays (spec/semantics.md §1), for the Z3 encodings ------
-
-STATE_CODES = {"free": 0, "reserved": 1, "unbound": 2, "interdomain": 3, "pirq": 4,
-               "virq": 5, "ipi": 6}
-
 
 def arrays(state: XenState, peers: dict[tuple[int, int], tuple[int, int]]
            ) -> dict[str, dict[tuple[int, ...], int]]:
@@ -1195,15 +1192,15 @@ def arrays(state: XenState, peers: dict[tuple[int, int], tuple[int, int]]
         a["valid"][key] = d.valid_evtchns
         a["fifo"][key] = int(d.evtchn_fifo)
         for port, ch in d.chans.items():
-            if ch.state == 0:
+            if ch.state == ECS_FREE:
                 continue
             k = (domid, port)
             a["st"][k] = ch.state
-            if ch.state == 2:
+            if ch.state == ECS_UNBOUND:
                 a["rdom"][k] = ch.remote_domid
-            elif ch.state == 3:
+            elif ch.state == ECS_INTERDOMAIN:
                 a["rdom"][k], a["rport"][k] = ch.remote_dom, ch.remote_port
-            elif ch.state == 5:
+            elif ch.state == ECS_VIRQ:
                 a["virq"][k] = ch.virq
             if ch.notify_vcpu_id:
                 a["vcpu"][k] = ch.notify_vcpu_id

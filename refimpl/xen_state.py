@@ -1,9 +1,12 @@
 """Xen's per-domain event-channel port table, as a state machine.
 
-This mirrors xen/common/event_channel.c and xen/common/event_2l.c of Xen 4.17
-(Arm, 2-level ABI, which every domain uses until it asks for FIFO). Methods carry
-the names of the Xen functions they mirror and return Xen's return codes
-(0 or a negative errno), so that a reader can hold this file next to the C.
+This mirrors xen/common/event_channel.c of Xen 4.17 (Arm). Methods carry the
+names of the Xen functions they mirror and return Xen's return codes (0 or a
+negative errno), so that a reader can hold this file next to the C. As in Xen,
+the ABI's bit operations are the domain's port operations, `evtchn_port_ops`
+(struct evtchn_port_ops): event_2l.py's (every domain's from evtchn_init until it
+asks for FIFO) or fifo.py's; the shared records and constants are in
+evtchn_common.py.
 
 What is modelled, and why:
   * the port table grows by buckets of EVTCHNS_PER_BUCKET ports
@@ -13,8 +16,9 @@ What is modelled, and why:
   * port 0 is allocated and marked ECS_RESERVED by `evtchn_init`;
   * a port is allocatable when it is <= max_evtchn_port and < max_evtchns(d)
     (-ENOSPC), and FREE (-EBUSY otherwise);
-  * the 2-level bits: shared_info.evtchn_pending / evtchn_mask, the per-vCPU
-    selector evtchn_pending_sel and evtchn_upcall_pending.
+  * the 2-level bits (shared_info.evtchn_pending / evtchn_mask, the per-vCPU
+    selector evtchn_pending_sel and evtchn_upcall_pending) and the FIFO words
+    are fields of Domain, which event_2l.py and fifo.py change.
 
 XSM: the dummy policy and SILO (Debian's default) for alloc_unbound and
 bind_interdomain; during boot `current` is the idle domain, which is privileged,
@@ -25,76 +29,46 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-# errno values Xen returns (xen/include/public/errno.h).
-EPERM = 1
-ENOENT = 2
-ESRCH = 3
-ENOMEM = 12
-EBUSY = 16
-EINVAL = 22
-EEXIST = 17
-ENOSPC = 28
-ENOSYS = 38
-EACCES = 13
-EOPNOTSUPP = 95
+from .event_2l import EVTCHN_PORT_OPS_2L, evtchn_2l_init, evtchn_2l_unmask
+from .evtchn_common import (
+    EACCES,
+    ECS_FREE,
+    ECS_INTERDOMAIN,
+    ECS_IPI,
+    ECS_RESERVED,
+    ECS_UNBOUND,
+    ECS_VIRQ,
+    EEXIST,
+    ENOENT,
+    ENOSYS,
+    EPERM,
+    ESRCH,
+    EVTCHN_2L_NR_CHANNELS,
+    PAGE_SIZE,
+    STATE_NAMES,
+    Evtchn,
+    EvtchnPortOps,
+)
 
-ERRNO_NAMES = {EPERM: "EPERM", ENOENT: "ENOENT", ESRCH: "ESRCH", ENOMEM: "ENOMEM",
-               EBUSY: "EBUSY", EINVAL: "EINVAL", ENOSPC: "ENOSPC", EEXIST: "EEXIST",
-               ENOSYS: "ENOSYS", EACCES: "EACCES", EOPNOTSUPP: "EOPNOTSUPP"}
+# (re-exported: boot.py takes them from here)
+from .evtchn_common import EBUSY as EBUSY
+from .evtchn_common import EINVAL as EINVAL
+from .evtchn_common import ENOSPC as ENOSPC
+from .evtchn_common import ERRNO_NAMES as ERRNO_NAMES
+from .fifo import EVTCHN_FIFO_NR_CHANNELS, evtchn_fifo_destroy
 
-# Channel states (struct evtchn, xen/include/xen/sched.h).
-ECS_FREE = 0
-ECS_RESERVED = 1
-ECS_UNBOUND = 2
-ECS_INTERDOMAIN = 3
-ECS_PIRQ = 4
-ECS_VIRQ = 5
-ECS_IPI = 6
-
-STATE_NAMES = {ECS_FREE: "free", ECS_RESERVED: "reserved", ECS_UNBOUND: "unbound",
-               ECS_INTERDOMAIN: "interdomain", ECS_PIRQ: "pirq", ECS_VIRQ: "virq",
-               ECS_IPI: "ipi"}
-
-# Arm: xen_ulong_t is 64 bits for 32- and 64-bit guests and CONFIG_COMPAT is
-# x86-only, so BITS_PER_EVTCHN_WORD is 64 and the 2-level ABI has 64 * 64 ports.
-BITS_PER_EVTCHN_WORD = 64
-EVTCHN_2L_NR_CHANNELS = BITS_PER_EVTCHN_WORD * BITS_PER_EVTCHN_WORD  # 4096
-EVTCHN_FIFO_NR_CHANNELS = 1 << 17
 # struct evtchn is __attribute__((aligned(64))) and 52 bytes in a release arm64
 # build, so sizeof == 64 and PAGE_SIZE / next_power_of_2(64) == 64 ports a bucket.
-PAGE_SIZE = 4096
 SIZEOF_STRUCT_EVTCHN = 64
 EVTCHNS_PER_BUCKET = PAGE_SIZE // SIZEOF_STRUCT_EVTCHN
 INT_MAX = 0x7FFFFFFF
 DOMID_SELF = 0x7FF0
 DOMID_IDLE = 0x7FFF  # `current` while Xen boots
 
-# XSM policies: Debian's 4.17 build defaults to SILO (CONFIG_XSM_SILO_DEFAULT=y,
-# observed in /boot/xen-4.17-arm64.config by the conformance runs); "dummy" is
-# upstream's default.
-XSM_POLICIES = ("silo", "dummy")
-
 # max_evtchn_port values the domain builders pass to domain_create
 # (xen/arch/arm/domain_build.c in 4.17: create_domUs 1023, create_dom0 -1).
 DOMU_MAX_EVTCHN_PORT = 1023
 DOM0_MAX_EVTCHN_PORT = 0xFFFFFFFF  # (uint32_t)-1, clamped to INT_MAX by evtchn_init
-
-
-@dataclass(slots=True)
-class Evtchn:
-    """One slot of a domain's port table (the fields of struct evtchn we need)."""
-
-    port: int
-    state: int = ECS_FREE
-    remote_domid: int = 0  # u.unbound.remote_domid
-    remote_dom: int = 0  # u.interdomain.remote_dom (a domid here)
-    remote_port: int = 0  # u.interdomain.remote_port
-    notify_vcpu_id: int = 0
-    xen_consumer: int = 0
-    virq: int = 0  # u.virq
-    priority: int = 7  # FIFO priority (EVTCHN_FIFO_PRIORITY_DEFAULT)
-    fifo_saved_pending: bool = False  # evtchn->pending: FIFO event with no word yet
-    static_node: str | None = None  # not Xen's: the DT node that made the port
 
 
 @dataclass(frozen=True, slots=True)
@@ -122,7 +96,8 @@ class Domain:
     valid_evtchns: int = 0
     active_evtchns: int = 0
     is_dying: bool = False
-    evtchn_fifo: bool = False
+    evtchn_fifo: bool = False  # d->evtchn_fifo != NULL: FIFO's control blocks exist
+    evtchn_port_ops: EvtchnPortOps = EVTCHN_PORT_OPS_2L  # the current ABI's
     chans: dict[int, Evtchn] = field(default_factory=dict)
     # 2-level ABI state in shared_info / vcpu_info.
     evtchn_pending: set[int] = field(default_factory=set)
@@ -167,10 +142,6 @@ class Domain:
         # need not note it; get_free_port reads hundreds of ports a call)
         ch = dict.get(self.chans, port)
         return ECS_FREE if ch is None else ch.state
-
-    def evtchn_is_busy(self, port: int) -> bool:
-        """is_busy: 2-level has no hook; FIFO's is the LINKED bit of the port's word."""
-        return self.evtchn_fifo and port in self.fifo_linked
 
     def evtchn_allocate_port(self, port: int) -> int:
         """evtchn_allocate_port(d, port): -ENOSPC above the limits, -EBUSY if taken,
@@ -231,6 +202,7 @@ class Domain:
 
     def evtchn_init(self, max_port: int) -> int:
         """evtchn_init(d, max_port): 2-level ABI, first bucket, port 0 RESERVED."""
+        evtchn_2l_init(self)
         self.evtchn_fifo = False
         self.max_evtchn_port = min(max_port & 0xFFFFFFFF, INT_MAX)
         self.valid_evtchns = EVTCHNS_PER_BUCKET
@@ -244,80 +216,46 @@ class Domain:
         self.evtchn_upcall_pending.setdefault(0, False)
         return 0
 
-    # -- 2-level ABI (xen/common/event_2l.c) ---------------------------------
+    # -- the ABI's port operations (xen/include/xen/event.h) ---------------------
     def evtchn_usable(self, port: int) -> bool:
         ch = dict.get(self.chans, port)  # (a read only, as in state_of)
         return ch is not None and ch.xen_consumer == 0 and ch.state > ECS_RESERVED
 
-    def vcpu_mark_events_pending(self, vcpu: int) -> bool:
-        """Arm: set evtchn_upcall_pending; the PPI is injected only on 0 -> 1."""
-        already = self.evtchn_upcall_pending.get(vcpu, False)
-        self.evtchn_upcall_pending[vcpu] = True
-        if not already:
-            self.upcalls.append(vcpu)
-        return not already
-
-    def evtchn_2l_set_pending(self, vcpu: int, port: int) -> bool:
-        """evtchn_2l_set_pending: returns whether an upcall was raised."""
-        if port in self.evtchn_pending:
-            return False
-        self.evtchn_pending.add(port)
-        if port not in self.evtchn_mask:
-            word = port // BITS_PER_EVTCHN_WORD
-            sel = self.evtchn_pending_sel.get(vcpu, 0)
-            if not sel >> word & 1:
-                self.evtchn_pending_sel[vcpu] = sel | 1 << word
-                return self.vcpu_mark_events_pending(vcpu)
+    def evtchn_port_set_pending(self, vcpu: int, port: int) -> bool:
+        """evtchn_port_set_pending: only usable channels get the bit."""
+        if self.evtchn_usable(port):
+            return self.evtchn_port_ops.set_pending(self, vcpu, port)
         return False
-
-    def evtchn_2l_clear_pending(self, port: int) -> None:
-        self.evtchn_pending.discard(port)
 
     def evtchn_port_clear_pending(self, port: int) -> None:
         if self.evtchn_usable(port):
-            if self.evtchn_fifo:
-                from .fifo import fifo_clear_pending
-                fifo_clear_pending(self, port)
-            else:
-                self.evtchn_2l_clear_pending(port)
+            self.evtchn_port_ops.clear_pending(self, port)
 
     def evtchn_port_unmask(self, port: int) -> bool:
         """evtchn_port_unmask: only usable channels; the ABI's unmask."""
         if not self.evtchn_usable(port):
             return False
-        if self.evtchn_fifo:
-            from .fifo import fifo_unmask
-            return fifo_unmask(self, port)
-        return self.evtchn_2l_unmask(port)
+        return self.evtchn_port_ops.unmask(self, port)
 
     def evtchn_2l_unmask(self, port: int) -> bool:
-        """evtchn_2l_unmask: re-raise only if the mask bit was set and it is pending."""
-        ch = self.chans.get(port)
-        vcpu = ch.notify_vcpu_id if ch is not None else 0
-        if port in self.evtchn_mask:
-            self.evtchn_mask.discard(port)
-            if port in self.evtchn_pending:
-                word = port // BITS_PER_EVTCHN_WORD
-                sel = self.evtchn_pending_sel.get(vcpu, 0)
-                if not sel >> word & 1:
-                    self.evtchn_pending_sel[vcpu] = sel | 1 << word
-                    return self.vcpu_mark_events_pending(vcpu)
-        return False
+        """event_2l.evtchn_2l_unmask on this domain, whatever its ABI and with no
+        usable check (tests/test_boot_xen_state.py calls it)."""
+        return evtchn_2l_unmask(self, port)
 
-    def evtchn_port_set_pending(self, vcpu: int, port: int) -> bool:
-        """evtchn_port_set_pending: only usable channels get the bit."""
-        if self.evtchn_usable(port):
-            if self.evtchn_fifo:
-                from .fifo import fifo_set_pending
-                return fifo_set_pending(self, vcpu, port)
-            return self.evtchn_2l_set_pending(vcpu, port)
-        return False
+    def evtchn_is_busy(self, port: int) -> bool:
+        """evtchn_is_busy: 2-level has no hook; FIFO's is the LINKED bit of the word."""
+        is_busy = self.evtchn_port_ops.is_busy
+        return is_busy is not None and is_busy(self, port)
 
-    def evtchn_is_pending(self, port: int) -> bool:
-        return self.evtchn_usable(port) and port in self.evtchn_pending
-
-    def evtchn_is_masked(self, port: int) -> bool:
-        return not self.evtchn_usable(port) or port in self.evtchn_mask
+    def evtchn_port_set_priority(self, port: int, priority: int) -> int:
+        """evtchn_port_set_priority: -ENOSYS without the hook (2-level), -EACCES for
+        a channel not usable."""
+        set_priority = self.evtchn_port_ops.set_priority
+        if set_priority is None:
+            return -ENOSYS
+        if not self.evtchn_usable(port):
+            return -EACCES
+        return set_priority(self, port, priority)
 
     # -- views ---------------------------------------------------------------
     def used_ports(self) -> list[PortView]:
@@ -349,7 +287,10 @@ class XenState:
 
     `control` holds the privileged (control) domains; while `booting`, the idle
     domain that runs the boot code is privileged too (xsm_set_system_active clears
-    that just before the domains are unpaused).
+    that just before the domains are unpaused). `xsm` is the policy: "silo"
+    (Debian's 4.17 build defaults to SILO, CONFIG_XSM_SILO_DEFAULT=y, observed in
+    /boot/xen-4.17-arm64.config by the conformance runs) or "dummy" (upstream's
+    default).
     """
 
     __slots__ = ("booting", "control", "domains", "xsm")
@@ -643,9 +584,9 @@ class XenState:
         while d.port_is_valid(port) and d.active_evtchns > 0:
             self.evtchn_close(d, port, True)
             port += 1
-        if d.evtchn_fifo:
-            from .fifo import evtchn_fifo_destroy
+        if d.evtchn_fifo:  # back to the 2-level ABI
             evtchn_fifo_destroy(d)
+            evtchn_2l_init(d)
         return 0, None
 
     def domain_destroy(self, domid: int) -> int:
@@ -670,3 +611,11 @@ VIRQ_TIMER, VIRQ_DEBUG, VIRQ_XENOPROF, VIRQ_XENPMU = 0, 1, 7, 13
 def virq_is_global(virq: int) -> bool:
     """virq_is_global: TIMER, DEBUG, XENOPROF and XENPMU are per-vCPU."""
     return virq not in (VIRQ_TIMER, VIRQ_DEBUG, VIRQ_XENOPROF, VIRQ_XENPMU)
+
+
+def evtchn_set_priority(d: Domain, port: int, priority: int) -> int:
+    """EVTCHNOP_set_priority -> evtchn_set_priority (d is current->domain): -EINVAL
+    for a port out of range, then evtchn_port_set_priority."""
+    if not d.port_is_valid(port):
+        return -EINVAL
+    return d.evtchn_port_set_priority(port, priority)

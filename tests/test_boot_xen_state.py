@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-from evtchn_spec.refimpl.xen_state import (
-    DOM0_MAX_EVTCHN_PORT,
-    DOMU_MAX_EVTCHN_PORT,
+from evtchn_spec.refimpl.evtchn_common import (
     EBUSY,
     ECS_RESERVED,
     EINVAL,
@@ -12,6 +10,10 @@ from evtchn_spec.refimpl.xen_state import (
     EPERM,
     ESRCH,
     EVTCHN_2L_NR_CHANNELS,
+)
+from evtchn_spec.refimpl.xen_state import (
+    DOM0_MAX_EVTCHN_PORT,
+    DOMU_MAX_EVTCHN_PORT,
     EVTCHNS_PER_BUCKET,
     INT_MAX,
     Domain,

@@ -3,10 +3,7 @@
 from __future__ import annotations
 
 from evtchn_spec.refimpl.boot import boot
-from evtchn_spec.refimpl.fifo import expand_array, init_control, set_priority
-from evtchn_spec.refimpl.runtime import port_entries
-from evtchn_spec.refimpl.xen_state import (
-    DOMID_SELF,
+from evtchn_spec.refimpl.evtchn_common import (
     EBUSY,
     EEXIST,
     EINVAL,
@@ -16,8 +13,11 @@ from evtchn_spec.refimpl.xen_state import (
     EOPNOTSUPP,
     EPERM,
     ESRCH,
-    XenState,
 )
+from evtchn_spec.refimpl.fifo import expand_array, init_control
+from evtchn_spec.refimpl.runtime import port_entries
+from evtchn_spec.refimpl.xen_state import DOMID_SELF, XenState
+from evtchn_spec.refimpl.xen_state import evtchn_set_priority as set_priority
 from hypothesis import given
 from hypothesis import strategies as st
 from test_boot_model import System
