@@ -7,14 +7,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from evtchn_spec.oracle.diff import RANDOM_CASES, RANDOM_SEED, VectorsError, error_line
-from evtchn_spec.oracle.vectors import (
-    BUILTIN_SUITES,
-    builtin_suites,
-    prepare_dir,
-    user_suite,
-    write_suites,
-)
+from evtchn_spec.oracle.common import RANDOM_CASES, RANDOM_SEED, VectorsError, error_line
 
 
 def register(sub: Any) -> None:
@@ -39,6 +32,16 @@ def register(sub: Any) -> None:
 
 
 def cmd_vectors(args: Any) -> int:
+    # here, not at the top: every `evtchn-spec` run builds the parser, and `dump` must not
+    # load the generator (tests/test_dump_cli.py); python -X importtime: 7-12 ms
+    from evtchn_spec.oracle.vectors import (
+        BUILTIN_SUITES,
+        builtin_suites,
+        prepare_dir,
+        user_suite,
+        write_suites,
+    )
+
     def warn(msg: str) -> None:
         print(f"evtchn-spec vectors: {msg}", file=sys.stderr)
 

@@ -13,11 +13,13 @@ files and a wheel its own copy, through the same importlib.resources call.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import random
 import re
 import shutil
+import tempfile
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -32,11 +34,13 @@ from evtchn_spec.grammar.tree import Tree
 from evtchn_spec.refimpl.boot import boot
 from evtchn_spec.refimpl.check import CheckResult, check
 from evtchn_spec.refimpl.config import Config, xen_profile
+from evtchn_spec.refimpl.policy import Policy
 from evtchn_spec.refimpl.runtime import parse_trace, run
 
 from evtchn_spec import __version__
 
-from .diff import INDEX, RANDOM_CASES, RANDOM_SEED, VectorsError
+from .common import INDEX, RANDOM_CASES, RANDOM_SEED, VectorsError
+from .compare import differences, run_differences
 
 ORACLE_FORMAT = 1
 XEN_RECORDED = "recorded on real Xen 4.17 (Debian 12 xen-hypervisor-4.17-arm64 {version})"
@@ -84,11 +88,6 @@ def expected_check(tree: Tree, dialect: str, xen: str, policy: str | None) -> di
     """Findings of `check` (with the case's policy.toml, given as its text)."""
     pol = None
     if policy is not None:
-        import dataclasses
-        import tempfile
-
-        from evtchn_spec.refimpl.policy import Policy
-
         with tempfile.TemporaryDirectory() as tmp:
             (Path(tmp) / "policy.toml").write_text(policy, encoding="utf-8")
             pol = dataclasses.replace(Policy.load(Path(tmp) / "policy.toml"),
@@ -136,8 +135,6 @@ def _roundtrip(tree: Tree, name: str) -> Tree:
 # -- suite: xen (recorded on real Xen) and runtime ----------------------------------------
 
 def _recorded_cases(suite: str, folder: Path, warn: Callable[[str], None]) -> Iterator[Case]:
-    from .compare import differences, run_differences
-
     for dts in sorted(folder.glob("*.dts")):
         recorded_boot = dts.with_suffix(".json")
         trace = folder / f"{dts.stem}.trace.json"
@@ -375,7 +372,7 @@ def random_trace(rng: random.Random, boot_doc: dict[str, Any]) -> str | None:
     return json_text({"format": 1, "calls": calls})
 
 
-def _random_cases(count: int, seed: int, suite: str = "random") -> Iterator[Case]:
+def random_cases(count: int, seed: int, suite: str = "random") -> Iterator[Case]:
     for i in range(count):
         rng = random.Random(f"{seed}:{i}")
         text, desc = random_dts(rng)
@@ -390,7 +387,7 @@ def _random_cases(count: int, seed: int, suite: str = "random") -> Iterator[Case
 
 # -- suite: the user's own trees ---------------------------------------------------------
 
-def _user_cases(paths: list[str], suite: str, dialect: str, xen: str) -> Iterator[Case]:
+def user_cases(paths: list[str], suite: str, dialect: str, xen: str) -> Iterator[Case]:
     files: list[Path] = []
     for p in paths:
         path = Path(p)
@@ -516,7 +513,7 @@ def builtin_suites(names: list[str], warn: Callable[[str], None],
     out: dict[str, list[Case]] = {}
     for n in names:
         if n == "random":
-            out[n] = list(_random_cases(random_count, seed))
+            out[n] = list(random_cases(random_count, seed))
             continue
         with case_data() as root:
             if n == "rules":
@@ -530,4 +527,4 @@ def user_suite(paths: list[str], suite: str, dialect: str, xen: str) -> dict[str
     if suite in BUILTIN_SUITES:
         raise VectorsError(f"--suite {suite!r} names a built-in suite; choose another name "
                            "for --from")
-    return {suite: list(_user_cases(paths, suite, dialect, xen))}
+    return {suite: list(user_cases(paths, suite, dialect, xen))}

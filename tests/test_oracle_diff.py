@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 from evtchn_spec.cli import main as cli_main
-from evtchn_spec.oracle.diff import boot_differences, run_differences
+from evtchn_spec.oracle.compare import DIFF_PROTOCOL, compare_boot, compare_run
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -130,7 +130,7 @@ NORMATIVE = ("status", "remote_dom", "remote_port", "static", "pending", "masked
 @given(boot_st)
 def test_a_document_agrees_with_itself_and_informative_fields_do_not_count(
         doc: dict[str, Any]) -> None:
-    assert boot_differences("c", "boot", "", doc, copy.deepcopy(doc)) == []
+    assert compare_boot(doc, copy.deepcopy(doc), DIFF_PROTOCOL, case="c") == []
     other = copy.deepcopy(doc)
     other["node"] = "/elsewhere"
     other["rule"] = "X"
@@ -138,7 +138,7 @@ def test_a_document_agrees_with_itself_and_informative_fields_do_not_count(
         dom["name"] = "renamed"
         for p in dom["ports"]:
             p["vcpu"] = 7
-    assert boot_differences("c", "boot", "", doc, other) == []
+    assert compare_boot(doc, other, DIFF_PROTOCOL, case="c") == []
 
 
 @given(boot_st, st.data())
@@ -149,7 +149,7 @@ def test_one_changed_normative_field_is_exactly_one_difference(doc: dict[str, An
     other = copy.deepcopy(doc)
     if not slots:
         other["outcome"] = "panic" if doc["outcome"] == "booted" else "booted"
-        (d,) = boot_differences("c", "boot", "", doc, other)
+        (d,) = compare_boot(doc, other, DIFF_PROTOCOL, case="c")
         assert d.field == "outcome"
         return
     domid, i = data.draw(st.sampled_from(slots))
@@ -158,21 +158,21 @@ def test_one_changed_normative_field_is_exactly_one_difference(doc: dict[str, An
     port[f] = (not port[f]) if isinstance(port[f], bool) else \
         ("unbound" if port[f] == "interdomain" else "interdomain") if f == "status" else \
         port[f] + 1
-    (d,) = boot_differences("c", "boot", "", doc, other)
+    (d,) = compare_boot(doc, other, DIFF_PROTOCOL, case="c")
     assert (d.domain, d.port, d.field) == (domid, port["port"], f)
     assert d.expected == doc["domains"][domid]["ports"][i][f] and d.got == port[f]
 
 
 def test_run_compares_rc_port_and_changes_but_not_upcalls() -> None:
     doc = json.loads((DATA / "xen" / "pair-basic.run.json").read_text())
-    assert run_differences("c", doc, copy.deepcopy(doc)) == []
+    assert compare_run(doc, copy.deepcopy(doc), DIFF_PROTOCOL, case="c") == []
     other = copy.deepcopy(doc)
     for c in other["calls"]:
         c["upcalls"] = [{"dom": 9, "vcpu": 9}]
         c["errno"] = "WHATEVER"
-    assert run_differences("c", doc, other) == []
+    assert compare_run(doc, other, DIFF_PROTOCOL, case="c") == []
     other["calls"][1]["changes"][0]["to"] = False
-    texts = [d.text() for d in run_differences("c", doc, other)]
+    texts = [d.text() for d in compare_run(doc, other, DIFF_PROTOCOL, case="c")]
     assert texts == [
         "c run call 1 (send by d2) domain 1 port 10: change pending: "
         'expected "false -> true", got (absent)',
@@ -180,7 +180,8 @@ def test_run_compares_rc_port_and_changes_but_not_upcalls() -> None:
         'expected (absent), got "false -> false"']
     other = copy.deepcopy(doc)
     del other["calls"][-1]
-    assert [d.field for d in run_differences("c", doc, other)] == ["number of calls"]
+    assert [d.field for d in compare_run(doc, other, DIFF_PROTOCOL, case="c")] == \
+        ["number of calls"]
 
 
 def test_env_is_clean() -> None:
