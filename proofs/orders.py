@@ -28,6 +28,8 @@ from evtchn_spec.refimpl.config import KNOWN_VERSIONS, Config, versions_as_verif
 from .facts import XENSTORE_PORT, build
 
 VERSIONS = list(KNOWN_VERSIONS)
+# The rules the universal claims cover (refimpl/rules.py: `orders`), in claim order.
+ORDER_RULES = (R.EVT_PORT_ZERO, R.EVT_PORT_BUSY, R.EVT_PORT_XENSTORE, R.EVT_PORT_RANGE)
 
 
 @dataclass(slots=True)
@@ -63,7 +65,7 @@ def universal_claims(cfg: Config, timeout: float = 0.0) -> dict[str, Any]:
     chosen = cfg.chosen
     tree = cfg.tree
     pairs = _pairs(cfg)
-    claim = ("EVT-PORT-ZERO, EVT-PORT-BUSY, EVT-PORT-XENSTORE, EVT-PORT-RANGE hold for "
+    claim = (", ".join(ORDER_RULES) + " hold for "
              "every order of the /chosen children and of the endpoint nodes, and every "
              f"Xen release ({versions_as_verified(VERSIONS)})")
     if chosen is None or not pairs:

@@ -38,6 +38,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import z3
+from evtchn_spec.grammar.dts import parse_dts
 from evtchn_spec.grammar.errors import InputError, Span
 from evtchn_spec.refimpl import rules as R
 from evtchn_spec.refimpl.config import Config
@@ -400,19 +401,7 @@ def repair(cfg: Config, timeout: float = 0.0) -> RepairResult:
 
 
 def _decide(rule: str) -> str:
-    return {
-        R.XEN_PEER_UNKNOWN: "point the phandle at the intended peer evtchn node, or add it",
-        R.XEN_PEER_ASYMMETRIC: "decide which of the nodes naming this peer is its partner",
-        R.XEN_PROP_MISSING: "write xen,evtchn = <PORT &peer> on the node",
-        R.XEN_PROP_SHORT: "write both cells: <PORT &peer>",
-        R.XEN_PEER_SELF: "point the node at its real peer",
-        R.XEN_PEER_ROOT: "point the node at an evtchn node inside a domain",
-        R.XEN_DOMAIN_UNKNOWN: "move the node into a domain Xen creates (or add a dom0 kernel)",
-        R.XEN_NOT_WALKED: "move the node directly inside its xen,domain node",
-        R.XEN_COMPAT: 'write compatible = "xen,evtchn-v1"',
-        R.DOM_XENSTORE: 'write xen,enhanced = "no-xenstore" or add a dom0',
-        R.SEED_UNMERGED: "rewrite the seed node as two xen,evtchn-v1 nodes",
-    }.get(rule, "edit the config by hand")
+    return R.rule(rule).decide or "edit the config by hand"
 
 
 def _edits(cfg: Config, f: Facts, new_ports: dict[int, int],
@@ -438,8 +427,6 @@ def _edits(cfg: Config, f: Facts, new_ports: dict[int, int],
 def _bad_domains(cfg: Config, text: str) -> set[int]:
     """Read the rewritten source again (same Xen version and dialect) and return the
     domains whose obligations still fail ({-1} for any other failure)."""
-    from evtchn_spec.grammar.dts import parse_dts
-
     tree = parse_dts(text.encode("utf-8"), cfg.tree.source)
     again = Config.from_tree(tree, cfg.profile, cfg.dialect_mode)
     reports = certify.run_groups(encode.rule_groups(build(again)), cores=False, release=True)

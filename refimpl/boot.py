@@ -30,6 +30,8 @@ from evtchn_spec.grammar.tree import Node
 
 from . import rules as R
 from .config import (
+    DOMAIN_CAPS_HARDWARE,
+    DOMAIN_CAPS_MASK,
     Config,
     Dialect,
     DomainSpec,
@@ -38,6 +40,7 @@ from .config import (
     loc,
     prop_loc,
 )
+from .evtchn_common import ENOENT
 from .xen_state import EBUSY, EINVAL, ENOSPC, ERRNO_NAMES, XenState
 
 PANIC_EVTCHN = "Could not set up domains evtchn"
@@ -94,7 +97,6 @@ class BootChannel:
     port_a: int
     dom_b: int
     port_b: int
-    requested_b: int
 
 
 @dataclass(slots=True, eq=False)
@@ -210,10 +212,8 @@ class _Boot:
                       "no dom0 kernel module and no domU kernel module: Xen builds dom0 "
                       "and kernel_probe finds no kernel",
                       where,
-                      'add a /chosen child with compatible = "multiboot,kernel", '
-                      '"multiboot,module" and a reg (dom0), or give every xen,domain '
-                      "node a kernel module (dom0less)",
-                      ERR_KERNEL, self.dom0_panic(-2), None)
+                      R.hint(R.DOM_NO_KERNEL),
+                      ERR_KERNEL, self.dom0_panic(-ENOENT), None)
 
     # -- 2. domUs --------------------------------------------------------------
     def create_domUs(self) -> None:
@@ -229,16 +229,15 @@ class _Boot:
             props = node.properties
             if prof.late_xenstore and "capabilities" in props:
                 caps = spec.capabilities
-                from .config import DOMAIN_CAPS_HARDWARE, DOMAIN_CAPS_MASK
                 if caps & ~DOMAIN_CAPS_MASK:
                     self.fail(R.DOM_CAPS, f"capabilities {caps:#x} has unknown bits",
                               [loc(node, props["capabilities"].span)],
-                              "use only CONTROL (1), HARDWARE (2) and XENSTORE (4)",
+                              R.hint(R.DOM_CAPS),
                               None, f"Invalid capabilities ({caps:x})", node, (node,))
                 if caps & DOMAIN_CAPS_HARDWARE and self.hwdom is not None:
                     self.fail(R.DOM_CAPS, "a second hardware domain",
                               [loc(node, props["capabilities"].span)],
-                              "give the hardware capability to one domain only",
+                              R.hint(R.DOM_CAPS, "hardware"),
                               None, f"Only 1 hardware domain can be specified! (d{self.hwdom})",
                               node, (node,))
             if "direct-map" in props and not (prof.static_memory
@@ -247,13 +246,12 @@ class _Boot:
                           f"{name}: direct-map without static memory (xen,static-mem, "
                           "and CONFIG_STATIC_MEMORY, which Debian's builds lack)",
                           [loc(node, props["direct-map"].span)],
-                          "add xen,static-mem (on a build with CONFIG_STATIC_MEMORY) or "
-                          "remove direct-map", None,
+                          R.hint(R.DOM_DIRECT_MAP), None,
                           f"direct-map is not valid for domain {name} without static "
                           "allocation.", node, (node,))
             if spec.vcpus is None:
                 self.fail(R.DOM_CPUS, f"{name}: no 32-bit `cpus` property", [loc(node)],
-                          "add `cpus = <1>;` to the domain node", None,
+                          R.hint(R.DOM_CPUS), None,
                           f"Missing property 'cpus' for domain {name}", node, (node,))
             if (prof.late_xenstore and spec.capabilities & 2
                     and "direct-map" not in props):
@@ -263,13 +261,12 @@ class _Boot:
                           f"{spec.capabilities:#x}) that is not direct-mapped needs an "
                           "IOMMU, and the machine has none",
                           [loc(node, props["capabilities"].span)],
-                          "drop the HARDWARE capability (2), or direct-map the domain on "
-                          "a machine with static memory", None,
+                          R.hint(R.DOM_CAPS, "iommu"), None,
                           "non-direct mapped hardware domain requires iommu", node, (node,))
             if spec.vcpus == 0:
                 self.fail(R.DOM_CPUS, f"{name}: cpus = <0>: domain_create refuses a "
                           "domain without vCPUs", [loc(node, props["cpus"].span)],
-                          "give the domain at least one vCPU", None,
+                          R.hint(R.DOM_CPUS, "zero"), None,
                           self.domain_panic_create(name), node, (node,))
             self.state.domain_create(spec.domid, name, spec.max_evtchn_port,
                                      spec.vcpus or 1)
@@ -287,7 +284,7 @@ class _Boot:
                 self.fail(R.DOM_MEMORY, f"{name}: no 64-bit `memory` property "
                           "(dt_property_read_u64 needs 8 bytes)",
                           [loc(node, mem.span) if mem is not None else loc(node)],
-                          "add `memory = <0x0 0x40000>;` (KiB, two cells)", ERR_MEMORY,
+                          R.hint(R.DOM_MEMORY), ERR_MEMORY,
                           self.domain_panic(f"Could not set up domain {name}", -EINVAL),
                           node, (node,))
             if spec.xenstore_requested and prof.late_xenstore:
@@ -297,15 +294,14 @@ class _Boot:
                           f"{name}: xen,enhanced ({spec.enhanced}) asks for xenstore, "
                           "which needs dom0, and there is none",
                           [loc(node, props["xen,enhanced"].span)],
-                          'use xen,enhanced = "no-xenstore" (or drop it), or boot a dom0',
+                          R.hint(R.DOM_XENSTORE),
                           None, "At the moment, Xenstore support requires dom0 to be "
                           "present", node, (node,))
             if not cfg.kernel_ok(node):
                 self.fail(R.DOM_KERNEL, f"{name}: no kernel boot module",
                           [loc(node)],
-                          'add a child with compatible = "multiboot,kernel", '
-                          '"multiboot,module" and a reg of non-zero size', ERR_KERNEL,
-                          self.domain_panic(f"Could not set up domain {name}", -2),
+                          R.hint(R.DOM_KERNEL), ERR_KERNEL,
+                          self.domain_panic(f"Could not set up domain {name}", -ENOENT),
                           node, (node,))
             if prof.late_xenstore and spec.capabilities & 4:
                 if self.xs_domid is not None:
@@ -313,8 +309,7 @@ class _Boot:
                     self.fail(R.DOM_CAPS, f"{name}: a second xenstore domain (d"
                               f"{self.xs_domid} is one already)",
                               [loc(node, props["capabilities"].span)],
-                              "give the XENSTORE capability (4) to one domain only, and "
-                              "none when dom0 is booted", None,
+                              R.hint(R.DOM_CAPS, "xenstore"), None,
                               f"Only 1 xenstore domain can be specified! ({self.xs_domid})",
                               node, (node,))
                 else:
@@ -329,8 +324,7 @@ class _Boot:
                           "xen,enhanced asks for xenstore and no domain is the xenstore "
                           "domain", [loc(d.node, d.node.properties["xen,enhanced"].span)
                                      for d in need_xenstore if d.node is not None],
-                          'use xen,enhanced = "no-xenstore", boot a dom0, or give a domU '
-                          "the xenstore capability (4)", None,
+                          R.hint(R.DOM_XENSTORE, "late-xenstore"), None,
                           "xenstore requested, but xenstore domain not present", None,
                           tuple(d.node for d in need_xenstore if d.node is not None))
             if self.xs_domid is not None:
@@ -386,15 +380,15 @@ class _Boot:
             self.fail(R.XEN_PROP_MISSING,
                       f"{side} {node.path} has no xen,evtchn property",
                       [loc(node)] + ([loc(origin)] if origin is not node else []),
-                      "add `xen,evtchn = <PORT &PEER>;` (local port, phandle of the peer "
-                      "evtchn node)", ERR_PROP_EMPTY, PANIC_EVTCHN, origin, (node, origin))
+                      R.hint(R.XEN_PROP_MISSING), ERR_PROP_EMPTY, PANIC_EVTCHN, origin,
+                      (node, origin))
             return None
         if len(prop.value) < 8:
             self.fail(R.XEN_PROP_SHORT,
                       f"{side} {node.path}: xen,evtchn is {len(prop.value)} bytes, Xen "
                       "needs 2 cells", [prop_loc(node, prop)]
                       + ([loc(origin)] if origin is not node else []),
-                      "write both cells: `xen,evtchn = <PORT &PEER>;`",
+                      R.hint(R.XEN_PROP_SHORT),
                       ERR_PROP_INVALID, PANIC_EVTCHN, origin, (node, origin))
             return None
         cells = prop.cells()
@@ -428,7 +422,7 @@ class _Boot:
             self.fail(R.XEN_PEER_UNKNOWN,
                       f"{node.path}: xen,evtchn names phandle {ph:#x}, which no node has",
                       [prop_loc(node, prop, 4)],
-                      "point the second cell at the peer evtchn node: <PORT &peer_label>",
+                      R.hint(R.XEN_PEER_UNKNOWN),
                       ERR_NO_REMOTE, PANIC_EVTCHN, node, (node,))
             return
         got2 = self._prop_cells(remote, "peer", node)
@@ -442,15 +436,15 @@ class _Boot:
                       f"{node.path} points at {remote.path}, which points at phandle "
                       f"{back:#x}, not back at it (phandle {my_ph:#x})",
                       [prop_loc(node, prop, 4), prop_loc(remote, rprop, 4)],
-                      f"make {remote.path} point back: xen,evtchn = <{port2} &"
-                      f"{_label(node)}>", ERR_NOT_SETUP, PANIC_EVTCHN, node, (node, remote))
+                      R.hint(R.XEN_PEER_ASYMMETRIC, peer=remote.path, port=port2,
+                             label=_label(node)), ERR_NOT_SETUP, PANIC_EVTCHN, node, (node, remote))
             return
         if my_ph == 0:
             self.quirk(R.XEN_PHANDLE_ZERO,
                        f"{remote.path} points back with phandle 0, which Xen accepts only "
                        f"because {node.path} has no phandle",
                        [prop_loc(remote, rprop, 4), loc(node)],
-                       f"label {node.path} and reference it: <{port2} &label>")
+                       R.hint(R.XEN_PHANDLE_ZERO, node=node.path, port=port2))
         p1 = node.parent
         p2 = remote.parent
         if p1 is None:  # pragma: no cover - a walked node always has a parent
@@ -461,7 +455,7 @@ class _Boot:
             self.fail(R.XEN_PEER_ROOT,
                       f"{node.path} points at the root node, which has no parent domain",
                       [prop_loc(node, prop, 4), loc(remote)],
-                      "point at an evtchn node inside a domain node",
+                      R.hint(R.XEN_PEER_ROOT),
                       ERR_REMOTE_PARENT_NULL, PANIC_EVTCHN, node, (node, remote))
             return
         d1 = self.state.get_domain_by_id(self.used_by(p1))
@@ -471,8 +465,7 @@ class _Boot:
             why = "; ".join(self._no_domain_reason(n) for n in bad)
             self.fail(R.XEN_DOMAIN_UNKNOWN, why,
                       [loc(n) for n in bad] + [loc(n) for n in (node, remote) if n not in bad],
-                      "put each evtchn node directly inside a xen,domain node (or directly "
-                      "under /chosen for dom0, with a dom0 kernel)",
+                      R.hint(R.XEN_DOMAIN_UNKNOWN),
                       ERR_NO_DOMAINS, PANIC_EVTCHN, node, (node, remote))
             return
         for n, parent in ((node, p1), (remote, p2)):
@@ -481,7 +474,7 @@ class _Boot:
                            f"{n.path} sits in {parent.path}, which is no domain node: Xen "
                            "gives it to d0 only because every node's owner defaults to 0",
                            [loc(n), loc(parent)],
-                           "move the node directly under /chosen (dom0's place)")
+                           R.hint(R.XEN_DOM0_IMPLICIT))
         self._connect(Dialect.XEN, node, remote, d1.domid, port1, d2.domid, port2,
                       prop, rprop, 0, 0)
 
@@ -522,20 +515,19 @@ class _Boot:
         self.created.add(id(nb))
         self.res.realised.add(id(na))
         self.res.realised.add(id(nb))
-        self.res.channels.append(BootChannel(dialect, na, nb, da, real_a, db, real_b, pb))
+        self.res.channels.append(BootChannel(dialect, na, nb, da, real_a, db, real_b))
         if pb == 0:
             self.quirk(R.EVT_PORT_DYNAMIC,
                        f"{nb.path} asks for port 0: Xen binds it to the lowest free port "
                        f"of d{db}, {real_b}, and tells nobody",
                        [where_b, where_a],
-                       f"write the port the guest will use, e.g. {real_b}")
+                       R.hint(R.EVT_PORT_DYNAMIC, port=real_b))
         if da == db:
             self.quirk(R.EVT_LOOPBACK,
                        f"{na.path} and {nb.path} are both in d{da}: a loopback channel "
                        f"(ports {real_a} and {real_b})",
                        [loc(na), loc(nb)] if na is not nb else [loc(na)],
-                       "check the peer phandle: loopback channels are legal but rarely "
-                       "meant")
+                       R.hint(R.EVT_LOOPBACK))
 
     def _port_failure(self, rc: int, op: str, dom: int, port: int, here: Loc, other: Loc,
                       na: Node, nb: Node, origin: Node, dialect: Dialect,
@@ -550,20 +542,20 @@ class _Boot:
                       f"port {port} in d{dom} is above the highest port Xen allows there "
                       f"({limit}: max_evtchn_port {d.max_evtchn_port}, 2-level limit "
                       f"{d.max_evtchns()}) -> {name}",
-                      [here, other], f"use a port between 1 and {limit}", line,
+                      [here, other], R.hint(R.EVT_PORT_RANGE, limit=limit), line,
                       PANIC_EVTCHN, origin, nodes)
         elif rc == -EBUSY and na is nb:
             self.fail(R.XEN_PEER_SELF,
                       f"{na.path} is its own peer: Xen allocates port {port} in d{dom}, "
                       f"then binding the same port fails with {name}",
-                      [here], "point the second cell at a different evtchn node", line,
+                      [here], R.hint(R.XEN_PEER_SELF), line,
                       PANIC_EVTCHN, origin, nodes)
         elif rc == -EBUSY and self.res.xenstore_ports.get(dom) == port:
             self.fail(R.EVT_PORT_XENSTORE,
                       f"port {port} in d{dom} is the xenstore channel Xen allocated at "
                       f"domain creation (xen,enhanced) -> {name}",
                       [here, other],
-                      f'use another port (2 or above) or xen,enhanced = "no-xenstore" in d{dom}',
+                      R.hint(R.EVT_PORT_XENSTORE, dom=dom),
                       line, PANIC_EVTCHN, origin, nodes)
         elif rc == -EBUSY:
             holder = d.chans.get(port)
@@ -575,13 +567,13 @@ class _Boot:
                 extra.append(loc(hn))
             self.fail(R.EVT_PORT_BUSY,
                       f"port {port} in d{dom} is already used by {who} -> {name}",
-                      [here, other, *extra], "give each endpoint of a domain its own port",
+                      [here, other, *extra], R.hint(R.EVT_PORT_BUSY),
                       line, PANIC_EVTCHN, origin, nodes)
         elif rc == -EINVAL and op == "bind" and port_a == 0:
             self.fail(R.EVT_PORT_ZERO,
                       f"{na.path} asks for port 0 on the side Xen allocates first: Xen "
                       f"picks a free port, then binds d{dom} to port 0 (reserved) -> {name}",
-                      [other, here], "write a non-zero port on this node", line,
+                      [other, here], R.hint(R.EVT_PORT_ZERO), line,
                       PANIC_EVTCHN, origin, nodes)
         else:  # pragma: no cover - no other rc is reachable from the device tree
             self.fail(R.EVT_PORT_BUSY, f"{op} failed with {rc}", [here, other], "", line,
@@ -599,7 +591,7 @@ class _Boot:
             self.fail(R.SEED_PROP,
                       f"{node.path}: a seed node needs xen,evtchn = <port-A &domA port-B "
                       "&domB> (4 cells)", [prop_loc(node, prop)],
-                      "write all four cells", ERR_PROP_EMPTY if prop is None else
+                      R.hint(R.SEED_PROP), ERR_PROP_EMPTY if prop is None else
                       ERR_PROP_INVALID, PANIC_EVTCHN, node, (node,))
             return
         pa, pha, pb, phb = ep.cells[:4]
@@ -612,7 +604,7 @@ class _Boot:
                 self.fail(R.SEED_DOMAIN,
                           f"{node.path}: phandle {ph:#x} names {what}",
                           [prop_loc(node, prop, off)],
-                          "point the phandle at a xen,domain node under /chosen",
+                          R.hint(R.SEED_DOMAIN),
                           ERR_NO_DOMAINS, PANIC_EVTCHN, node, (node,))
                 return
             doms.append(spec)
@@ -633,7 +625,7 @@ def boot(cfg: Config, *, keep_going: bool = False, trace: bool = False) -> BootR
         if cfg.module_problem is not None:
             mnode, text = cfg.module_problem
             b.fail(R.DOM_MODULE_REG, text, [loc(mnode)],
-                   "give the module a reg = <address size> with the parent's cell counts",
+                   R.hint(R.DOM_MODULE_REG),
                    None, text, mnode, (mnode,))
         b.create_dom0()
         b.create_domUs()

@@ -15,6 +15,8 @@ from dataclasses import dataclass, field, replace
 from . import rules as R
 from .boot import BootResult, boot
 from .config import Config, Dialect, Endpoint, Loc, loc, prop_loc
+from .evtchn_common import ECS_RESERVED
+from .policy import Policy
 from .xen_state import EVTCHNS_PER_BUCKET
 
 
@@ -62,10 +64,7 @@ class _Collector:
                                   hint, dialect))
 
 
-SEVERITY_ACTIONS = ("warning", "error", "off")  # -W RULE, -E RULE, --no RULE
-
-
-def check(cfg: Config, policy: object | None = None, strict: bool = False,
+def check(cfg: Config, policy: Policy | None = None, strict: bool = False,
           overrides: Sequence[tuple[str, str]] = ()) -> CheckResult:
     """Run every rule. `policy` is a policy.Policy (or None). `strict` makes every
     finding an error; then `overrides`, (action, rule ID) pairs in command-line order
@@ -86,13 +85,10 @@ def check(cfg: Config, policy: object | None = None, strict: bool = False,
     _dup_phandles(cfg, out)
     _sparse(res, out)
     if policy is not None:
-        from .policy import Policy
-
-        assert isinstance(policy, Policy)
         for ch, why in policy.denied(res):
             out.add(R.POL_DENIED, why, (loc(ch.node_a), loc(ch.node_b))
                     if ch.node_a is not ch.node_b else (loc(ch.node_a),),
-                    "remove the channel or allow the pair in the policy file",
+                    R.hint(R.POL_DENIED),
                     ch.dialect.value)
     findings = out.items
     if strict:
@@ -135,7 +131,7 @@ def _endpoints(cfg: Config, res: BootResult, out: _Collector) -> None:
                     out.add(R.SEED_PROP_EXTRA,
                             f"{node.path}: xen,evtchn has {len(ep.prop.value)} bytes; the "
                             "seed binding reads 4 cells and ignores the rest",
-                            [prop_loc(node, ep.prop, 16)], "remove the extra cells", d)
+                            [prop_loc(node, ep.prop, 16)], R.hint(R.SEED_PROP_EXTRA), d)
                 continue
             if cfg.dialect_mode != "seed":
                 out.add(R.SEED_UNMERGED,
@@ -143,18 +139,17 @@ def _endpoints(cfg: Config, res: BootResult, out: _Collector) -> None:
                         "&domB>, decided per node by --dialect auto); Xen 4.17 never merged "
                         "it and skips the node, so this channel is not made",
                         [prop_loc(node, ep.prop), *_seed_domain_locs(cfg, ep)],
-                        "rewrite it as two xen,evtchn-v1 sub-nodes of the domain nodes "
-                        "(<PORT &peer>), or model the seed design with --dialect seed", d)
+                        R.hint(R.SEED_UNMERGED), d)
             elif ep.v1 and not ep.seed_compat:
                 out.add(R.SEED_IGNORED,
                         f'{node.path} is an "xen,evtchn-v1" node, which the seed binding '
                         "does not read (--dialect seed)", [loc(node)],
-                        "boot with --dialect xen (or auto) to read it", d)
+                        R.hint(R.SEED_IGNORED), d)
             elif chosen is None or node.parent is not chosen:
                 out.add(R.SEED_PLACE,
                         f"{node.path} is a seed node but not a direct child of /chosen, so "
                         "no channel is made from it", [loc(node)],
-                        "move it directly under /chosen", d)
+                        R.hint(R.SEED_PLACE), d)
             continue
         # xen dialect
         status = node.properties.get("status")
@@ -165,36 +160,35 @@ def _endpoints(cfg: Config, res: BootResult, out: _Collector) -> None:
                         f"\"{status.value.rstrip(bytes(1)).decode('latin-1')}\", which "
                         "alloc_domain_evtchn never reads: the channel is made anyway",
                         [loc(node, status.span)],
-                        "remove the node (and its peer) to drop the channel, or remove "
-                        "the status property", d)
+                        R.hint(R.XEN_STATUS_IGNORED), d)
         if ep.seed_compat and not ep.v1:
             out.add(R.XEN_SEED_MIX,
                     f'{node.path} says compatible = "xen,evtchn" (the seed design and the '
                     'prose of booting.txt); Xen 4.17 only reads "xen,evtchn-v1"',
-                    [_compat_loc(ep)], 'write compatible = "xen,evtchn-v1"', d)
+                    [_compat_loc(ep)], R.hint(R.XEN_SEED_MIX), d)
         elif ep.v1 and len(ep.cells) >= 4:
             out.add(R.XEN_SEED_MIX,
                     f"{node.path} is an xen,evtchn-v1 node written in the seed layout "
                     f"({len(ep.cells)} cells); Xen reads <port &peer-evtchn-node> only",
                     [prop_loc(node, ep.prop)],
-                    "write one sub-node per endpoint: xen,evtchn = <PORT &peer>", d)
+                    R.hint(R.XEN_SEED_MIX, "cells"), d)
         if ep.prop is not None and len(ep.prop.value) > 8 and (ep.v1 or realised):
             out.add(R.XEN_PROP_EXTRA,
                     f"{node.path}: xen,evtchn has {len(ep.prop.value)} bytes; Xen reads the "
                     "first 2 cells and ignores the rest", [prop_loc(node, ep.prop, 8)],
-                    "remove everything after <PORT &PEER>", d)
+                    R.hint(R.XEN_PROP_EXTRA), d)
         if realised:
             if not ep.v1:
                 out.add(R.XEN_ONE_SIDED,
                         f"{node.path} is not compatible with xen,evtchn-v1, so Xen skips it; "
                         "its channel exists only because its peer names it",
                         [_compat_loc(ep), *_peer_locs(cfg, ep)],
-                        'add compatible = "xen,evtchn-v1"', d)
+                        R.hint(R.XEN_ONE_SIDED), d)
             elif nid not in res.walked:
                 out.add(R.XEN_ONE_SIDED,
                         f"Xen's walk never visits {node.path}; its channel exists only "
                         "because its peer names it", [loc(node), *_peer_locs(cfg, ep)],
-                        _placement_hint(cfg, ep), d)
+                        R.hint(R.XEN_ONE_SIDED, "not-walked"), d)
             continue
         if involved:
             continue
@@ -202,12 +196,12 @@ def _endpoints(cfg: Config, res: BootResult, out: _Collector) -> None:
             out.add(R.XEN_COMPAT,
                     f"{node.path} is not compatible with xen,evtchn-v1: Xen skips it and "
                     "no channel is made from it", [_compat_loc(ep), *_peer_locs(cfg, ep)],
-                    'write compatible = "xen,evtchn-v1" (on both ends)', d)
+                    R.hint(R.XEN_COMPAT), d)
         elif nid not in res.walked:
             out.add(R.XEN_NOT_WALKED,
                     f"Xen never visits {node.path} ({_why_not_walked(cfg, res, ep)}), and no "
                     "visited node names it: no channel is made from it",
-                    [loc(node), *_peer_locs(cfg, ep)], _placement_hint(cfg, ep), d)
+                    [loc(node), *_peer_locs(cfg, ep)], R.hint(R.XEN_NOT_WALKED), d)
 
 
 def _enhanced_values(cfg: Config, out: _Collector) -> None:
@@ -224,8 +218,7 @@ def _enhanced_values(cfg: Config, out: _Collector) -> None:
                 + (', "legacy"' if cfg.profile.late_xenstore else "")
                 + "); construct_domU reads it as not enhanced: no xenstore, no PV "
                 "interfaces", [loc(spec.node, prop.span)],
-                'write "no-xenstore" (static channels only) or "enabled", or remove the '
-                "property", None)
+                R.hint(R.DOM_ENHANCED_VALUE), None)
 
 
 def _seed_domain_locs(cfg: Config, ep: Endpoint) -> list[Loc]:
@@ -260,11 +253,6 @@ def _why_not_walked(cfg: Config, res: BootResult, ep: Endpoint) -> str:
     return "it is deeper than a child of a /chosen child"
 
 
-def _placement_hint(cfg: Config, ep: Endpoint) -> str:
-    return ("put the node directly inside its xen,domain node (or directly under /chosen "
-            "for dom0, with a dom0 kernel)")
-
-
 def _dup_phandles(cfg: Config, out: _Collector) -> None:
     if not cfg.dup_phandles:
         return
@@ -274,13 +262,13 @@ def _dup_phandles(cfg: Config, out: _Collector) -> None:
             out.add(R.XEN_DUP_PHANDLE,
                     f"phandle {ph:#x} is on {len(nodes)} nodes; Xen's "
                     f"dt_find_node_by_phandle returns the first, {nodes[0].path}",
-                    [loc(n) for n in nodes], "give every node a unique phandle", "xen")
+                    [loc(n) for n in nodes], R.hint(R.XEN_DUP_PHANDLE), "xen")
 
 
 def _sparse(res: BootResult, out: _Collector) -> None:
     used: dict[int, int] = {}
     for domid, d in res.state.domains.items():
-        used[domid] = sum(1 for ch in d.chans.values() if ch.state > 1)
+        used[domid] = sum(1 for ch in d.chans.values() if ch.state > ECS_RESERVED)
     for ch in res.channels:
         for node, dom, port, off in ((ch.node_a, ch.dom_a, ch.port_a, 0),
                                      (ch.node_b, ch.dom_b, ch.port_b,
@@ -293,4 +281,5 @@ def _sparse(res: BootResult, out: _Collector) -> None:
                         f"{EVTCHNS_PER_BUCKET}-port bucket up to it and the guest scans a "
                         "sparse bitmap",
                         [prop_loc(node, prop, off)],
-                        f"use small ports (1..{EVTCHNS_PER_BUCKET - 1})", ch.dialect.value)
+                        R.hint(R.EVT_PORT_SPARSE, top=EVTCHNS_PER_BUCKET - 1),
+                        ch.dialect.value)

@@ -27,6 +27,7 @@ from enum import Enum
 from evtchn_spec.grammar.errors import Span
 from evtchn_spec.grammar.tree import Node, Property, Tree
 
+from .evtchn_common import EILSEQ, EINVAL, ENODATA
 from .xen_state import DOM0_MAX_EVTCHN_PORT, DOMU_MAX_EVTCHN_PORT
 
 COMPAT_V1 = "xen,evtchn-v1"
@@ -153,12 +154,12 @@ def xen_read_string(prop: Property | None) -> tuple[int, str | None]:
     """dt_property_read_string: (0, s) | (-EINVAL absent) | (-ENODATA empty) |
     (-EILSEQ no NUL inside the value)."""
     if prop is None:
-        return -22, None
+        return -EINVAL, None
     if not prop.value:
-        return -61, None
+        return -ENODATA, None
     nul = prop.value.find(b"\0")
     if nul < 0:
-        return -84, None
+        return -EILSEQ, None
     return 0, prop.value[:nul].decode("latin-1")
 
 
@@ -309,7 +310,6 @@ class Endpoint:
 
     node: Node
     dialect: Dialect
-    dialect_reason: str
     prop: Property | None
     cells: list[int]
     v1: bool  # compatible with xen,evtchn-v1 (the only thing Xen's walk accepts)
@@ -484,11 +484,11 @@ class Config:
             spec = DomainSpec(domid, node_name(child), child, False)
             spec.vcpus = read_u32(child.properties.get("cpus"))
             rc, s = xen_read_string(child.properties.get("xen,enhanced"))
-            if rc == -22:
+            if rc == -EINVAL:
                 spec.enhanced = "absent"
-            elif rc == -61:
+            elif rc == -ENODATA:
                 spec.enhanced = "empty"
-            elif rc == -84:
+            elif rc == -EILSEQ:
                 spec.enhanced = "unterminated"
             else:
                 spec.enhanced = s or ""
@@ -515,23 +515,19 @@ class Config:
             v1 = has_compat(node, COMPAT_V1)
             seed_compat = has_compat(node, COMPAT_SEED)
             if self.dialect_mode == "xen":
-                dialect, why = Dialect.XEN, "--dialect xen"
+                dialect = Dialect.XEN
             elif self.dialect_mode == "seed":
-                dialect, why = Dialect.SEED, "--dialect seed"
+                dialect = Dialect.SEED
             else:
+                # seed: compatible "xen,evtchn" (not -v1), a child of /chosen, 4 cells
+                # whose phandles name xen,domain nodes; anything else is Xen's
                 looks_seed = (
                     seed_compat and not v1 and chosen is not None and node.parent is chosen
                     and len(cells) >= 4
                     and id(self.by_phandle.get(cells[1], self.tree.root)) in domain_ids
                     and id(self.by_phandle.get(cells[3], self.tree.root)) in domain_ids)
-                if looks_seed:
-                    dialect, why = Dialect.SEED, (
-                        'compatible "xen,evtchn", a child of /chosen, 4 cells whose '
-                        "phandles name xen,domain nodes")
-                else:
-                    dialect, why = Dialect.XEN, (
-                        'compatible "xen,evtchn-v1"' if v1 else "not a complete seed node")
-            ep = Endpoint(node, dialect, why, prop, cells, v1, seed_compat)
+                dialect = Dialect.SEED if looks_seed else Dialect.XEN
+            ep = Endpoint(node, dialect, prop, cells, v1, seed_compat)
             self.endpoints.append(ep)
             self.endpoint_of[id(node)] = ep
 

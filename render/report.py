@@ -103,7 +103,7 @@ def to_sarif(result: CheckResult) -> str:
     used = sorted({f.rule for f in result.findings})
     rules = [{"id": rid, "shortDescription": {"text": R.rule(rid).title},
               "defaultConfiguration": {"level": R.rule(rid).severity},
-              "helpUri": "spec/binding.md#" + rid.lower()} for rid in used]
+              "helpUri": "spec/" + R.rule(rid).anchor} for rid in used]
     index = {rid: i for i, rid in enumerate(used)}
     results = []
     for f in result.findings:
