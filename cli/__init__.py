@@ -107,6 +107,3 @@ def _run(argv: Sequence[str] | None) -> int:
               "(please report; set EVTCHN_SPEC_DEBUG=1 for a traceback)", file=sys.stderr)
         return EXIT_INTERNAL
 
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -29,8 +29,6 @@ from pathlib import Path
 GUEST_DIR = Path(__file__).resolve().parent / "guest"
 INSTALL_SCRIPT = Path(__file__).resolve().parent / "install.sh"
 BUILD_SCRIPT = Path(__file__).resolve().parent / "build-xen.sh"
-XEN_PACKAGE = "xen-hypervisor-4.17-arm64"
-XEN_IMAGE_NAME = "xen-4.17-arm64"
 # The releases `--xen` boots: the names `boot --xen` accepts.
 RELEASES = ("4.17", "4.18", "4.19", "4.20", "4.21", "4.22", "master")
 # Debian's packages: release -> (cache directory, image inside it, package name).

@@ -8,6 +8,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from pathlib import Path
 
+from .dtb import read_dtb
+from .dts import parse_dts_owned
 from .errors import InputError, file_span
 from .inputs import read_input
 from .tree import Tree
@@ -33,11 +35,7 @@ def load(
     except OSError as exc:
         raise InputError(file_span(name), f"cannot read file: {exc.strerror or exc}") from None
     if data[:4] == FDT_MAGIC:
-        from .dtb import read_dtb
-
         return read_dtb(data, name)
-    from .dts import parse_dts_owned
-
     # hand the only reference over: a 20 MB source is not kept twice (bytes and text)
     box = [data]
     del data

@@ -50,6 +50,7 @@ from lark.exceptions import UnexpectedCharacters, UnexpectedInput, UnexpectedTok
 from lark.lexer import ContextualLexer, LexerState
 from lark.utils import TextSlice
 
+from .cpp import run_cpp
 from .errors import InputError, Span
 from .inputs import read_input, read_slice
 from .resolve import MK_LABEL, MK_PATH, MK_PHANDLE, LNode, LProp, Marker, Resolver, add_label
@@ -1189,8 +1190,6 @@ def parse_dts_owned(
     dirs = [os.fspath(d) for d in include_dirs]
     main_dir: str | None = os.path.dirname(name) or None
     if cpp:
-        from .cpp import run_cpp
-
         data = run_cpp(data, name, dirs)
     text = data.decode("latin-1")
     size = len(data)

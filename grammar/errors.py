@@ -47,9 +47,6 @@ def file_span(name: str) -> Span:
     return Span(name, 1, 1)
 
 
-UNKNOWN_SPAN = Span("<unknown>", 1, 1)
-
-
 class InputError(Exception):
     """The input cannot be read: one line, pointing at the place (CLI exit 2)."""
 

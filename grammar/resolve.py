@@ -13,7 +13,7 @@ walk (labels, phandles) is a dict here, so the whole resolution is linear.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from sys import intern
 from typing import Any, cast
@@ -214,12 +214,6 @@ class LNode:
                 if d.name == name and not d.deleted:
                     return d
         return None
-
-    def live_children(self) -> Iterator[LNode]:
-        return (c for c in self.children if not c.deleted)
-
-    def live_props(self) -> Iterator[LProp]:
-        return (p for p in self.props if not p.deleted)
 
     def fullpath(self) -> str:
         parts: list[str] = []
@@ -554,82 +548,22 @@ class Resolver:
         return int.from_bytes(reg.value, "big")
 
     def _structural_checks(self, root: LNode) -> None:
-        """duplicate names, name characters, `name` properties (all ERROR in dtc)."""
-        fails: list[_Fail | None] = [None] * 7
+        """dtc's structural checks (all ERROR in dtc), in dtc's order (STRUCTURE_CHECKS):
+        dtc reports the first failure of the earliest check that fails, so each check
+        keeps its first failure and the earliest one is raised. One walk over the
+        tree runs them all."""
+        fails: list[_Fail | None] = [None] * len(STRUCTURE_CHECKS)
         for node in _preorder(root):
-            if node.dup:
-                if fails[0] is None:
-                    fails[0] = self._dup_child(node)
-                if fails[1] is None:
-                    pseen: dict[str, LProp] = {}
-                    for p in node.props:
-                        if p.deleted:
-                            continue
-                        if p.name in pseen:
-                            fails[1] = _Fail(pseen[p.name].span, "Duplicate property name")
-                            break
-                        pseen[p.name] = p
             parent = node.parent
             if parent is not None and parent.get_prop(node.name) is not None:
                 self.warnings.append(Diagnostic(
                     node.span, f"{node.fullpath()}: node name and property name conflict"))
-            if fails[2] is None:
-                bad = next((ch for ch in node.name if ch not in NODECHARS), None)
-                if bad is not None:
-                    fails[2] = _Fail(node.span, f"Bad character '{bad}' in node name")
-            if fails[3] is None and "@" in node.name and "@" in node.name.split("@", 1)[1]:
-                fails[3] = _Fail(node.span, "multiple '@' characters in node name")
-            if fails[4] is None:
-                for p in node.props:
-                    if p.deleted:
-                        continue
-                    bad = next((ch for ch in p.name if ch not in PROPCHARS), None)
-                    if bad is not None:
-                        fails[4] = _Fail(p.span, f"Bad character '{bad}' in property name")
-                        break
-            namep = node.get_prop("name")
-            if namep is not None and fails[5] is None:
-                d = namep.value
-                if not d or d[-1] != 0 or 0 in d[:-1]:
-                    fails[5] = _Fail(namep.span, "property is not a string")
-            # dtc looks at the first "name" in the list even when it is deleted
-            first = node.first_prop("name")
-            if first is not None and fails[6] is None:
-                base = node.name.split("@", 1)[0].encode("latin-1")
-                if len(first.value) != len(base) + 1 or first.value[: len(base)] != base:
-                    shown = (first.value.split(b"\0", 1)[0].decode("latin-1") if first.value
-                             else "(null)")
-                    fails[6] = _Fail(
-                        node.span,
-                        f'"name" property is incorrect ("{shown}" instead of base node name)',
-                    )
-                else:
-                    # correct, hence redundant: dtc drops it from the node
-                    node.props.remove(first)
-                    byname = node.pbyname
-                    if byname is not None and byname.get("name") is first:
-                        del byname["name"]
-                        other = next((p for p in node.props if p.name == "name"), None)
-                        if other is not None:
-                            byname["name"] = other
+            for i, check in enumerate(STRUCTURE_CHECKS):
+                if fails[i] is None:
+                    fails[i] = check(node)
         for f in fails:
             if f is not None:
                 raise InputError(f.span, f.message)
-
-    @staticmethod
-    def _dup_child(node: LNode) -> _Fail | None:
-        """dtc compares every live child with each later sibling, deleted or not."""
-        later: dict[str, list[int]] = {}
-        for i, c in enumerate(node.children):
-            later.setdefault(c.name, []).append(i)
-        for i, c in enumerate(node.children):
-            if c.deleted:
-                continue
-            idx = later[c.name]
-            nxt = next((j for j in idx if j > i), None)
-            if nxt is not None:
-                return _Fail(node.children[nxt].span, "Duplicate node name")
-        return None
 
     def _duplicate_labels(self, root: LNode) -> None:
         """dtc's duplicate_label check: one owner per label over nodes, props, values."""
@@ -994,3 +928,94 @@ def _release(node: LNode) -> None:
         n.parent = None
         stack.extend(n.children)
         n.children = []
+
+
+# -- dtc's structural checks (dtc checks.c), one function each: a node's first failure
+
+
+def _duplicate_node_names(node: LNode) -> _Fail | None:
+    """duplicate_node_names: dtc compares every live child with each later sibling,
+    deleted or not."""
+    if not node.dup:
+        return None
+    later: dict[str, list[int]] = {}
+    for i, c in enumerate(node.children):
+        later.setdefault(c.name, []).append(i)
+    for i, c in enumerate(node.children):
+        if c.deleted:
+            continue
+        nxt = next((j for j in later[c.name] if j > i), None)
+        if nxt is not None:
+            return _Fail(node.children[nxt].span, "Duplicate node name")
+    return None
+
+
+def _duplicate_property_names(node: LNode) -> _Fail | None:
+    if not node.dup:
+        return None
+    seen: dict[str, LProp] = {}
+    for p in node.props:
+        if p.deleted:
+            continue
+        if p.name in seen:
+            return _Fail(seen[p.name].span, "Duplicate property name")
+        seen[p.name] = p
+    return None
+
+
+def _node_name_chars(node: LNode) -> _Fail | None:
+    bad = next((ch for ch in node.name if ch not in NODECHARS), None)
+    return None if bad is None else _Fail(node.span, f"Bad character '{bad}' in node name")
+
+
+def _node_name_format(node: LNode) -> _Fail | None:
+    if "@" in node.name and "@" in node.name.split("@", 1)[1]:
+        return _Fail(node.span, "multiple '@' characters in node name")
+    return None
+
+
+def _property_name_chars(node: LNode) -> _Fail | None:
+    for p in node.props:
+        if p.deleted:
+            continue
+        bad = next((ch for ch in p.name if ch not in PROPCHARS), None)
+        if bad is not None:
+            return _Fail(p.span, f"Bad character '{bad}' in property name")
+    return None
+
+
+def _name_is_string(node: LNode) -> _Fail | None:
+    namep = node.get_prop("name")
+    if namep is None:
+        return None
+    d = namep.value
+    return _Fail(namep.span, "property is not a string") \
+        if not d or d[-1] != 0 or 0 in d[:-1] else None
+
+
+def _name_properties(node: LNode) -> _Fail | None:
+    """name_properties: a `name` property must equal the node's base name; a correct
+    one is redundant and dtc drops it. dtc looks at the first "name" in the list even
+    when it is deleted."""
+    first = node.first_prop("name")
+    if first is None:
+        return None
+    base = node.name.split("@", 1)[0].encode("latin-1")
+    if len(first.value) != len(base) + 1 or first.value[: len(base)] != base:
+        shown = first.value.split(b"\0", 1)[0].decode("latin-1") if first.value else "(null)"
+        return _Fail(node.span,
+                     f'"name" property is incorrect ("{shown}" instead of base node name)')
+    node.props.remove(first)
+    byname = node.pbyname
+    if byname is not None and byname.get("name") is first:
+        del byname["name"]
+        other = next((p for p in node.props if p.name == "name"), None)
+        if other is not None:
+            byname["name"] = other
+    return None
+
+
+# in dtc's order: the earliest check that fails anywhere is the one reported
+STRUCTURE_CHECKS: tuple[Callable[[LNode], _Fail | None], ...] = (
+    _duplicate_node_names, _duplicate_property_names, _node_name_chars, _node_name_format,
+    _property_name_chars, _name_is_string, _name_properties)

@@ -529,10 +529,6 @@ class Node:
         """The name without the unit address."""
         return self.name.split("@", 1)[0]
 
-    @property
-    def unit_address(self) -> str | None:
-        return self.name.split("@", 1)[1] if "@" in self.name else None
-
     def compatible(self) -> list[str]:
         prop = self.get("compatible")
         if prop is None:

@@ -49,6 +49,7 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from . import load
 from .errors import InputError, Span, file_span
 from .inputs import read_input
 from .tree import MemReserve, Node, Property, Tree
@@ -959,8 +960,6 @@ def load_uboot(script_path: str | Path, base_path: str | Path,
                env: dict[str, str] | None = None) -> Tree:
     """The tree a U-Boot script (plain text or mkimage -T script image) makes of the
     board's device tree (`base_path`: a DTB, or DTS, read as `load` reads it)."""
-    from . import load
-
     name = str(script_path)
     try:
         data = read_input(name)

@@ -29,18 +29,21 @@ left out: they change no port's state or peer, so they cannot enable either goal
 
 from __future__ import annotations
 
+import json
+import sys
 import time
 from dataclasses import dataclass
 from typing import Any
 
 import z3
 from evtchn_spec.grammar.errors import Span
-from evtchn_spec.refimpl.boot import BootResult
+from evtchn_spec.refimpl.boot import BootResult, boot
 from evtchn_spec.refimpl.policy import Policy
 from evtchn_spec.refimpl.runtime import OPS, Call, arrays, boot_peers, run
 
 from . import invariants as I
 from . import transition as T
+from .certify import timeout_ms as to_ms
 
 # Operations that can matter for the goals: the others change nothing (status, ack,
 # reset_cont), or only fields no goal and no later check reads (mask, unmask,
@@ -301,14 +304,7 @@ def _signal_any_length(arr: dict[str, dict[tuple[int, ...], int]],
 def cmd(args: Any, cfg: Any) -> int:
     """`prove FILE --invariants` / `prove FILE --steps K --policy POLICY`: exit 0
     proved / no attack, 1 attack / invariant fails, 3 unknown."""
-    import json
-    import sys
-
-    from evtchn_spec.refimpl.boot import boot
-
     xsms = ("silo", "dummy") if args.xsm == "both" else (args.xsm,)
-    from .certify import timeout_ms as to_ms
-
     timeout_ms = to_ms(args.timeout) if args.timeout else 60000
     worst = 0
     out: dict[str, Any] = {"format": 1, "file": cfg.tree.source}

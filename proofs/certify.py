@@ -18,7 +18,7 @@ from typing import Any, BinaryIO
 
 import z3
 
-from .encode import LOGIC, Candidate, Obligation
+from .encode import CLAIMS, LOGIC, Candidate, Obligation
 from .facts import Cite
 
 
@@ -233,8 +233,6 @@ def run_groups(groups: Iterable[tuple[str, list[Obligation]]], timeout_s: float 
             elif ans == "unsat" and explain:
                 v.core = core(ob, False, ms)
             verdicts.append(v)
-        from .encode import CLAIMS
-
         report = RuleReport(rule, CLAIMS.get(rule, rule), verdicts, time.perf_counter() - t0)
         reports.append(report)
         if done is not None:

@@ -51,7 +51,6 @@ OPS: dict[str, tuple[str, ...]] = {
     "ack": ("vcpu",), "destroy": (),
 }
 OP_NAMES = tuple(OPS)
-FIFO_OPS = ("init_control", "expand_array", "set_priority")
 
 
 def bv(v: int, sort: z3.BitVecSortRef = WORD) -> z3.BitVecRef:

@@ -39,8 +39,8 @@ import lark
 import pytest
 import z3
 from evtchn_spec.cli import main, output
+from evtchn_spec.cli.prove import STEPS_MAX, TIMEOUT_MAX_MS, solver_seconds, step_count
 from evtchn_spec.proofs import certify
-from evtchn_spec.proofs.cli import STEPS_MAX, TIMEOUT_MAX_MS, solver_seconds, step_count
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 

@@ -13,8 +13,8 @@ import z3
 from evtchn_spec.grammar import load
 from evtchn_spec.grammar.dump import to_dts
 from evtchn_spec.proofs import certify, encode
-from evtchn_spec.proofs.cli import prove_config, public
 from evtchn_spec.proofs.facts import Cite, build
+from evtchn_spec.proofs.report import prove_config, public
 from evtchn_spec.refimpl.config import Config, xen_profile
 from hypothesis import HealthCheck, given, note, settings
 from hypothesis import strategies as st

@@ -9,10 +9,12 @@ directory, and checks that.
 
 from __future__ import annotations
 
+import ast
 import os
 import subprocess
 import sys
 import tomllib
+from collections import Counter
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -54,3 +56,61 @@ def test_ruff_clean() -> None:
                           "benchmarks", "tests"],
                          cwd=ROOT, capture_output=True, text=True)
     assert res.returncode == 0, res.stdout + res.stderr
+
+
+def _definitions(tree: ast.Module) -> list[tuple[int, str, int]]:
+    """(line, name, uses its own definition makes) of the module-level names, the
+    methods and the class fields of one module. A callback a framework finds by name
+    (the methods of a lark Transformer, dunders) is not listed."""
+    out: list[tuple[int, str, int]] = []
+    for node in tree.body:
+        if isinstance(node, ast.FunctionDef | ast.ClassDef):
+            out.append((node.lineno, node.name, 0))
+        elif isinstance(node, ast.Assign | ast.AnnAssign):
+            targets = node.targets if isinstance(node, ast.Assign) else [node.target]
+            out += [(node.lineno, t.id, 1) for t in targets if isinstance(t, ast.Name)]
+        if not isinstance(node, ast.ClassDef):
+            continue
+        if any(ast.unparse(b).startswith("Transformer") for b in node.bases):
+            continue
+        for item in node.body:
+            if isinstance(item, ast.FunctionDef):
+                out.append((item.lineno, f"{node.name}.{item.name}", 0))
+            elif isinstance(item, ast.AnnAssign) and isinstance(item.target, ast.Name):
+                out.append((item.lineno, f"{node.name}.{item.target.id}", 1))
+    return [d for d in out if not d[1].rsplit(".", 1)[-1].startswith("__")]
+
+
+def _uses(tree: ast.AST) -> Counter[str]:
+    """Every name a module mentions: names, attributes, imported names, keyword
+    arguments, and identifier-like strings (getattr, JSON keys, argparse dests)."""
+    seen: Counter[str] = Counter()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Name):
+            seen[node.id] += 1
+        elif isinstance(node, ast.Attribute):
+            seen[node.attr] += 1
+        elif isinstance(node, ast.alias):
+            seen[node.name.rsplit(".", 1)[-1]] += 1
+        elif isinstance(node, ast.keyword) and node.arg:
+            seen[node.arg] += 1
+        elif isinstance(node, ast.Constant) and isinstance(node.value, str) \
+                and node.value.isidentifier():
+            seen[node.value] += 1
+    return seen
+
+
+def test_no_dead_code() -> None:
+    """Every function, class, method, constant and dataclass field of the package is
+    used somewhere (the package, its tests or the benchmarks) besides its definition."""
+    package = [p for folder in CODE_FOLDERS for p in (ROOT / folder).rglob("*.py")
+               if "build" not in p.parts]
+    others = [*(ROOT / "tests").glob("*.py"), *(ROOT / "benchmarks").glob("*.py")]
+    trees = {p: ast.parse(p.read_text()) for p in package + others}
+    uses: Counter[str] = Counter()
+    for tree in trees.values():
+        uses += _uses(tree)
+    dead = [f"{p.relative_to(ROOT)}:{line}: {name}" for p in package
+            for line, name, own in _definitions(trees[p])
+            if uses[name.rsplit(".", 1)[-1]] <= own]
+    assert dead == []
