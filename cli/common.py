@@ -10,7 +10,6 @@ from collections.abc import Callable
 from typing import BinaryIO
 
 from evtchn_spec.grammar import load
-from evtchn_spec.grammar import tree as tree_module
 from evtchn_spec.grammar.tree import Tree
 from evtchn_spec.grammar.uboot import load_uboot
 from evtchn_spec.refimpl import rules
@@ -66,9 +65,7 @@ def command_inputs(args: argparse.Namespace, tree: Tree | None = None) -> list[s
     names = [getattr(args, k, None) for k in ("file", "trace", "policy", "uboot_base")]
     found = [n for n in names if isinstance(n, str) and n]
     if tree is not None:
-        # the front end's list of the source files it read (best effort: a private
-        # table of grammar/tree.py; an empty list if it is ever gone)
-        found += [f for f in getattr(tree_module, "_FILES", []) if isinstance(f, str)]
+        found += tree.sources  # the files the front end read (Tree.sources)
     return found
 
 

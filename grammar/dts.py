@@ -9,10 +9,11 @@ token-by-token way builds. Any error sends the input through the base grammar (t
 file without those shortcuts), so every error keeps dtc's token boundaries.
 
 dtc's lexer-level features live in the lexer:
-`/include/` switches to another buffer (a subclass of lark's ContextualLexer keeps a
-stack of buffers), and cpp line markers (`# 12 "file.dtsi" 1`) remap positions. Each
-buffer gets its own range of "virtual" line numbers, so a token's line alone says which
-file and real line it came from (a bisect in a small table, only when a span is made).
+`/include/` switches to another buffer (the parse's `_Lexer` drives lark's contextual
+lexers and keeps a stack of buffers), and cpp line markers (`# 12 "file.dtsi" 1`) remap
+positions. Each buffer gets its own range of "virtual" line numbers, so a token's line
+alone says which file and real line it came from (a bisect in a small table, only when a
+span is made).
 
 Spans: line and column are 1-based; `end_line`/`end_column` point just past the last
 character (exclusive), so a one-character token at column 5 ends at column 6. A Piece's
@@ -22,6 +23,11 @@ For /include/ and /incbin/ the search is dtc's: next to the file holding the dir
 then each include dir. With cpp the main text is cpp's output; its line markers name the
 user's files, and the "next to" directory is the original file's (as Linux passes
 `-i $(dir $<)` to dtc).
+
+Parse state: each parse makes its own `_Ctx` (positions, depth counters, the files it
+read) and binds its own transformer and lexer callbacks to it; lark's tables and
+compiled lexers are shared and never written by a parse (`_Grammar`), so parses in
+several threads need no lock. The files a parse read become `Tree.sources`.
 
 Inputs over 1 MiB leave their tree in the garbage collector's permanent generation
 (`gc.freeze()`): a 100k-channel tree is millions of objects, and rescanning them in every
@@ -35,9 +41,9 @@ import gc
 import os
 import re
 import sys
-import threading
 from array import array
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from copy import copy
 from functools import partial
 from itertools import islice
 from operator import add
@@ -47,7 +53,8 @@ from typing import Any
 
 from lark import Lark, Token, Transformer
 from lark.exceptions import UnexpectedCharacters, UnexpectedInput, UnexpectedToken
-from lark.lexer import ContextualLexer, LexerState
+from lark.lexer import BasicLexer, LexerState, LexerThread
+from lark.parsers.lalr_parser import _Parser
 from lark.utils import TextSlice
 
 from .cpp import run_cpp
@@ -110,6 +117,9 @@ class _Ctx:
         self.parens = 0  # `(` not yet closed
         # short string values ("okay", compatibles) repeat across thousands of nodes
         self.strings: dict[bytes, bytes] = {}
+        # the files this parse read, in order (Tree.sources): the main one, each
+        # /include/ and /incbin/, and each file cpp's line markers name
+        self.sources: dict[str, None] = {name: None}
 
     # ---- positions ----
     def where(self, vline: int) -> tuple[str, int, str | None]:
@@ -153,8 +163,11 @@ class _Ctx:
         for c in cands:
             try:
                 if part is None:
-                    return c, read_input(c, at, f'"{fname}"')
-                return c, read_slice(c, part[0], part[1], at, fname)
+                    data = read_input(c, at, f'"{fname}"')
+                else:
+                    data = read_slice(c, part[0], part[1], at, fname)
+                self.sources.setdefault(c)
+                return c, data
             except IsADirectoryError:
                 raise InputError(at, f'Couldn\'t open "{fname}": Is a directory') from None
             except OSError:
@@ -162,17 +175,9 @@ class _Ctx:
         raise InputError(at, f'Couldn\'t open "{fname}": No such file or directory')
 
 
-_CTX: _Ctx | None = None
-_LOCK = threading.Lock()
+# ---- lexer callbacks (bound to one parse's _Ctx by _Lexers) ----
 
-
-def _ctx() -> _Ctx:
-    assert _CTX is not None
-    return _CTX
-
-
-def _on_linemarker(tok: Token) -> Token:
-    ctx = _ctx()
+def _on_linemarker(ctx: _Ctx, tok: Token) -> Token:
     text = str(tok)
     q1 = text.index('"')
     q2 = text.rindex('"')
@@ -187,12 +192,16 @@ def _on_linemarker(tok: Token) -> Token:
     num = digits[0].lstrip("0") or "0"
     line = min(int(num), INT_MAX) if len(num) <= 10 else INT_MAX
     ctx.add_segment(tok.line + 1, fname, line, d)  # type: ignore[operator]
+    if fname not in _CPP_BUILTINS:
+        ctx.sources.setdefault(fname)
     return tok
 
 
-def _on_open(tok: Token) -> Token:
+_CPP_BUILTINS = frozenset(("<built-in>", "<command-line>"))  # line markers that name no file
+
+
+def _on_open(ctx: _Ctx, tok: Token) -> Token:
     """A `{` (alone, or in a NODEOPEN token): one level deeper, within dtc's limit."""
-    ctx = _ctx()
     ctx.depth += 1
     if ctx.depth > MAX_NODE_DEPTH:
         raise InputError(ctx.tspan(tok), f"nodes nested too deeply (more than "
@@ -201,14 +210,13 @@ def _on_open(tok: Token) -> Token:
     return tok
 
 
-def _on_close(tok: Token) -> Token:
-    _ctx().depth -= 1
+def _on_close(ctx: _Ctx, tok: Token) -> Token:
+    ctx.depth -= 1
     return tok
 
 
-def _on_lpar(tok: Token) -> Token:
+def _on_lpar(ctx: _Ctx, tok: Token) -> Token:
     """A `(`: dtc's parser stack holds 9,989 of them at most."""
-    ctx = _ctx()
     ctx.parens += 1
     if ctx.parens > MAX_PAREN_DEPTH:
         raise InputError(ctx.tspan(tok), f"parentheses nested too deeply (more than "
@@ -216,26 +224,55 @@ def _on_lpar(tok: Token) -> Token:
     return tok
 
 
-def _on_rpar(tok: Token) -> Token:
-    _ctx().parens -= 1
+def _on_rpar(ctx: _Ctx, tok: Token) -> Token:
+    ctx.parens -= 1
     return tok
 
 
-def _on_char(tok: Token) -> Token:
+def _on_char(ctx: _Ctx, tok: Token) -> Token:
     """Character literals are checked when lexed, as dtc's lexer does."""
-    _char(tok)
+    _char(ctx, tok)
     return tok
 
 
-def _on_include(tok: Token) -> Token:
+def _on_include(ctx: _Ctx, tok: Token) -> Token:
     raise _Include(tok)
 
 
-class _IncludeLexer(ContextualLexer):
-    """lark's contextual lexer plus dtc's buffer stack for `/include/`."""
+class _Lexers(dict[int, BasicLexer]):
+    """One parse's lexer for each parser state: lark's shared one for that state
+    (its compiled scanner read-only), copied with the callbacks bound to this parse's
+    _Ctx. Made on first use: a parse meets a few of the 63 distinct lexers."""
+
+    def __init__(self, shared: dict[int, BasicLexer], ctx: _Ctx) -> None:
+        super().__init__()
+        self.shared = shared
+        self.callbacks = {k: partial(f, ctx) for k, f in _LEXER_CALLBACKS.items()}
+        self.copies: dict[int, BasicLexer] = {}
+
+    def __missing__(self, state: int) -> BasicLexer:
+        base = self.shared[state]
+        lexer = self.copies.get(id(base))
+        if lexer is None:
+            base.scanner  # noqa: B018 - lark builds scanner and callbacks on first use
+            # (no lark callback of its own on these terminals: theirs would be chained)
+            assert not self.callbacks.keys() & base.callback.keys()
+            lexer = self.copies[id(base)] = copy(base)
+            lexer.callback = {**base.callback, **self.callbacks}
+        self[state] = lexer
+        return lexer
+
+
+class _Lexer:
+    """One parse's lexer: lark's contextual lexing plus dtc's buffer stack for
+    `/include/`."""
+
+    def __init__(self, shared: dict[int, BasicLexer], ctx: _Ctx) -> None:
+        self.lexers = _Lexers(shared, ctx)
+        self.ctx = ctx
 
     def lex(self, lexer_state: LexerState, parser_state: Any) -> Iterator[Token]:
-        ctx = _ctx()
+        ctx = self.ctx
         stack: list[LexerState] = []
         lexers = self.lexers
         state = lexer_state
@@ -330,17 +367,20 @@ def _unescape(text: str, i: int, end: int, at: Span | None) -> bytes:
     return bytes(out)
 
 
-def _number(tok: Token) -> int:
-    return _literal(str(tok), tok)
+def _number(ctx: _Ctx, tok: Token) -> int:
+    return _literal(str(tok), tok, ctx)
 
 
-def _literal(s: str, at: Token | Span) -> int:
+def _literal(s: str, at: Token | Span, ctx: _Ctx | None = None) -> int:
     """dtc's strtoull(text, 0) with its checks: octal after a leading 0, 64-bit range."""
     body = s.rstrip("UL")
     shown = s if len(s) <= 40 else s[:37] + "..."
 
     def where() -> Span:
-        return at if isinstance(at, Span) else _ctx().tspan(at)
+        if isinstance(at, Span):
+            return at
+        assert ctx is not None
+        return ctx.tspan(at)
 
     if body[0] != "0" or len(body) == 1:
         digits, base = body, 10
@@ -359,61 +399,50 @@ def _literal(s: str, at: Token | Span) -> int:
     return v
 
 
-def _char(tok: Token) -> int:
+def _char(ctx: _Ctx, tok: Token) -> int:
     s = str(tok)
-    d = _unescape(s, 1, len(s) - 1, _ctx().tspan(tok))
+    d = _unescape(s, 1, len(s) - 1, ctx.tspan(tok))
     if not d:
-        raise InputError(_ctx().tspan(tok), "Empty character literal")
+        raise InputError(ctx.tspan(tok), "Empty character literal")
     if len(d) > 1:
-        raise InputError(_ctx().tspan(tok),
+        raise InputError(ctx.tspan(tok),
                          f"Character literal has {len(d)} characters instead of 1")
     return d[0]
 
 
-def _string(tok: Token) -> bytes:
+def _string(ctx: _Ctx, tok: Token) -> bytes:
     s = str(tok)
     if "\\" not in s:
         return s[1:-1].encode("latin-1") + b"\0"
-    return _unescape(s, 1, len(s) - 1, _ctx().tspan(tok)) + b"\0"
+    return _unescape(s, 1, len(s) - 1, ctx.tspan(tok)) + b"\0"
 
 
-def _syntax(tok: Token, what: str = "") -> InputError:
-    return InputError(_ctx().tspan(tok), "syntax error" + (f": {what}" if what else ""))
+def _syntax(ctx: _Ctx, tok: Token, what: str = "") -> InputError:
+    return InputError(ctx.tspan(tok), "syntax error" + (f": {what}" if what else ""))
 
 
 # ---------------------------------------------------------------- expressions
 
-def _div(a: int, b: int, op: Token) -> int:
-    if b == 0:
-        raise InputError(_ctx().tspan(op), "Division by zero")
-    return a // b
-
-
-def _mod(a: int, b: int, op: Token) -> int:
-    if b == 0:
-        raise InputError(_ctx().tspan(op), "Division by zero")
-    return a % b
-
-
-_BIN = {
-    "OROR": lambda a, b, o: int(bool(a) or bool(b)),
-    "ANDAND": lambda a, b, o: int(bool(a) and bool(b)),
-    "PIPE": lambda a, b, o: a | b,
-    "CARET": lambda a, b, o: a ^ b,
-    "AMP": lambda a, b, o: a & b,
-    "EQEQ": lambda a, b, o: int(a == b),
-    "NEQ": lambda a, b, o: int(a != b),
-    "LT": lambda a, b, o: int(a < b),
-    "GT": lambda a, b, o: int(a > b),
-    "LE": lambda a, b, o: int(a <= b),
-    "GE": lambda a, b, o: int(a >= b),
-    "LSHIFT": lambda a, b, o: ((a << b) & M64) if b < 64 else 0,
-    "RSHIFT": lambda a, b, o: (a >> b) if b < 64 else 0,
-    "PLUS": lambda a, b, o: (a + b) & M64,
-    "MINUS": lambda a, b, o: (a - b) & M64,
-    "STAR": lambda a, b, o: (a * b) & M64,
-    "SLASH": _div,
-    "PERCENT": _mod,
+# (a division by zero raises ZeroDivisionError: `binop` reports it where the operator is)
+_BIN: dict[str, Callable[[int, int], int]] = {
+    "OROR": lambda a, b: int(bool(a) or bool(b)),
+    "ANDAND": lambda a, b: int(bool(a) and bool(b)),
+    "PIPE": lambda a, b: a | b,
+    "CARET": lambda a, b: a ^ b,
+    "AMP": lambda a, b: a & b,
+    "EQEQ": lambda a, b: int(a == b),
+    "NEQ": lambda a, b: int(a != b),
+    "LT": lambda a, b: int(a < b),
+    "GT": lambda a, b: int(a > b),
+    "LE": lambda a, b: int(a <= b),
+    "GE": lambda a, b: int(a >= b),
+    "LSHIFT": lambda a, b: ((a << b) & M64) if b < 64 else 0,
+    "RSHIFT": lambda a, b: (a >> b) if b < 64 else 0,
+    "PLUS": lambda a, b: (a + b) & M64,
+    "MINUS": lambda a, b: (a - b) & M64,
+    "STAR": lambda a, b: (a * b) & M64,
+    "SLASH": lambda a, b: a // b,
+    "PERCENT": lambda a, b: a % b,
 }
 
 _CELL_KIND = PieceKind.CELL
@@ -710,15 +739,15 @@ def _node_head(ctx: _Ctx, tok: Token) -> tuple[LNode, str, int, int, int]:
     return node, text, i, line, col
 
 
-def _on_nodeopen(tok: Token) -> Token:
+def _on_nodeopen(ctx: _Ctx, tok: Token) -> Token:
     """A NODEOPEN token that also holds its node's `};` is a whole leaf node."""
     s = tok.rstrip(_SPACE)
     if s[-1] == ";" and s[:-1].rstrip(" \t")[-1] == "}":
         tok.type = "NODELEAF"
-        if _ctx().depth >= MAX_NODE_DEPTH:  # opened and closed: one level, briefly
-            _on_open(tok)
+        if ctx.depth >= MAX_NODE_DEPTH:  # opened and closed: one level, briefly
+            _on_open(ctx, tok)
         return tok
-    return _on_open(tok)
+    return _on_open(ctx, tok)
 
 
 _STRING = re.compile(r'"[^"\\]*+(?:\\.[^"\\]*+)*+"')
@@ -736,7 +765,12 @@ _REF_KIND = PieceKind.REF
 
 
 class _Builder(Transformer[Token, Any]):
-    """Inline transformer: builds dtc's nodes and properties as the parser reduces."""
+    """Inline transformer: builds dtc's nodes and properties as the parser reduces
+    (one per parse, holding that parse's _Ctx)."""
+
+    def __init__(self, ctx: _Ctx) -> None:
+        super().__init__()
+        self.ctx = ctx
 
     # ---- header, memreserve ----
     def header_v1(self, c: list[Token]) -> None:
@@ -746,7 +780,7 @@ class _Builder(Transformer[Token, Any]):
         self._header(c[0], 3)
 
     def _header(self, tok: Token, flags: int) -> None:
-        ctx = _ctx()
+        ctx = self.ctx
         if ctx.header_flags is None:
             ctx.header_flags = flags
             ctx.resolver.plugin = bool(flags & 2)
@@ -757,10 +791,10 @@ class _Builder(Transformer[Token, Any]):
         t = c[0]
         if len(c) == 3:
             return c[1], t, c[2]
-        return (_number(t) if t.type == "NUMBER" else _char(t)), t, t
+        return (_number(self.ctx, t) if t.type == "NUMBER" else _char(self.ctx, t)), t, t
 
     def memreserve(self, c: list[Any]) -> None:
-        ctx = _ctx()
+        ctx = self.ctx
         labels = tuple(_lab(t) for t in c[:-4])
         kw = c[-4]
         addr, size = c[-3][0], c[-2][0]
@@ -770,10 +804,10 @@ class _Builder(Transformer[Token, Any]):
 
     # ---- expressions ----
     def e_num(self, c: list[Token]) -> int:
-        return _number(c[0])
+        return _number(self.ctx, c[0])
 
     def e_char(self, c: list[Token]) -> int:
-        return _char(c[0])
+        return _char(self.ctx, c[0])
 
     def e_paren(self, c: list[Any]) -> int:
         v: int = c[1]
@@ -781,7 +815,10 @@ class _Builder(Transformer[Token, Any]):
 
     def binop(self, c: list[Any]) -> int:
         op: Token = c[1]
-        v: int = _BIN[op.type](c[0], c[2], op)
+        try:
+            v = _BIN[op.type](c[0], c[2])
+        except ZeroDivisionError:
+            raise InputError(self.ctx.tspan(op), "Division by zero") from None
         return v
 
     def unop(self, c: list[Any]) -> int:
@@ -802,7 +839,7 @@ class _Builder(Transformer[Token, Any]):
 
     # ---- values ----
     def cells(self, c: list[Any]) -> tuple[str, bytes, list[Marker], Pieces, Token, Token]:
-        ctx = _ctx()
+        ctx = self.ctx
         if len(c) == 1:
             return _simple_cells(ctx, c[0])
         name = ctx.name
@@ -810,7 +847,7 @@ class _Builder(Transformer[Token, Any]):
         span = ctx.span
         first = c[0]
         if first.type == "BITS":
-            bits = _number(c[1])
+            bits = _number(self.ctx, c[1])
             if bits not in (8, 16, 32, 64):
                 raise InputError(ctx.tspan(c[1]), "Array elements must be 8, 16, 32 or 64-bits")
             elems = c[3] if len(c) == 5 else ()
@@ -829,12 +866,12 @@ class _Builder(Transformer[Token, Any]):
             else:
                 tt = e.type
                 if tt == "NUMBER":
-                    v = _number(e)
+                    v = _number(self.ctx, e)
                 elif tt == "LABEL":
                     markers.append((len(out), MK_LABEL, _lab(e), ctx.tspan(e)))
                     continue
                 elif tt == "CHAR":
-                    v = _char(e)
+                    v = _char(self.ctx, e)
                 else:  # REF / PATHREF: a phandle cell
                     sp = ctx.tspan(e)
                     if bits != 32:
@@ -858,7 +895,7 @@ class _Builder(Transformer[Token, Any]):
 
     def bytestring(self, c: list[Token]) -> tuple[str, bytes, list[Marker], Pieces,
                                                     Token, Token]:
-        ctx = _ctx()
+        ctx = self.ctx
         out = bytearray()
         markers: list[Marker] = []
         for t in c[1:-1]:
@@ -870,10 +907,10 @@ class _Builder(Transformer[Token, Any]):
         return "b", bytes(out), markers, [Piece(0, len(out), PieceKind.BYTES, sp)], c[0], c[-1]
 
     def incbin(self, c: list[Any]) -> tuple[str, bytes, list[Marker], Pieces, Token, Token]:
-        ctx = _ctx()
+        ctx = self.ctx
         kw: Token = c[0]
         at = ctx.span(kw, c[-1])
-        fname = _string(c[2])[:-1].decode("latin-1")
+        fname = _string(self.ctx, c[2])[:-1].decode("latin-1")
         _, _, cur_dir = ctx.where(kw.line)  # type: ignore[arg-type]
         part = (c[4][0], c[6][0]) if len(c) > 4 else None
         _, data = ctx.open_file(fname, cur_dir, at, part)
@@ -890,26 +927,26 @@ class _Builder(Transformer[Token, Any]):
 
     # ---- properties ----
     def prop_stmt(self, c: list[Token]) -> LProp:
-        return _statement(_ctx(), c[0])
+        return _statement(self.ctx, c[0])
 
     prop_str_stmt = prop_cells_stmt = prop_stmt  # the base grammar's two kinds
 
     def prop_string(self, c: list[Token]) -> LProp:
-        ctx = _ctx()
+        ctx = self.ctx
         e = c[2]
-        data = _string(e)
+        data = _string(self.ctx, e)
         return LProp(_pname(c[0]), data, ctx.span(c[0], c[3]), None,
                      [Piece(0, len(data), PieceKind.STRING, ctx.tspan(e))],
                      err_span=ctx.tspan(c[1]))
 
     def prop_cells(self, c: list[Any]) -> LProp:
-        ctx = _ctx()
+        ctx = self.ctx
         e = c[2]
         return LProp(_pname(c[0]), e[1], ctx.span(c[0], c[3]), e[2], e[3],
                      err_span=ctx.tspan(c[1]))
 
     def prop_assign(self, c: list[Any]) -> LProp:
-        ctx = _ctx()
+        ctx = self.ctx
         name_tok: Token = c[0]
         semi: Token = c[-1]
         elems = c[2]
@@ -919,7 +956,7 @@ class _Builder(Transformer[Token, Any]):
                 return LProp(_pname(name_tok), e[1], ctx.span(name_tok, semi), e[2], e[3],
                              err_span=ctx.tspan(c[1]))
             if e.type == "STRING":
-                data = _string(e)
+                data = _string(self.ctx, e)
                 return LProp(_pname(name_tok), data, ctx.span(name_tok, semi), None,
                              [Piece(0, len(data), PieceKind.STRING, ctx.tspan(e))],
                              err_span=ctx.tspan(c[1]))
@@ -931,7 +968,7 @@ class _Builder(Transformer[Token, Any]):
             off = len(out)
             if type(e) is tuple:
                 if not want_value:
-                    raise _syntax(e[4])
+                    raise _syntax(self.ctx, e[4])
                 out += e[1]
                 for m in e[2]:
                     markers.append((m[0] + off, m[1], m[2], m[3]))
@@ -944,15 +981,15 @@ class _Builder(Transformer[Token, Any]):
                 markers.append((off, MK_LABEL, _lab(e), ctx.tspan(e)))
             elif tt == "COMMA":
                 if want_value:
-                    raise _syntax(e)
+                    raise _syntax(self.ctx, e)
                 want_value = True
             else:
                 if not want_value:
-                    raise _syntax(e)
+                    raise _syntax(self.ctx, e)
                 want_value = False
                 sp = ctx.tspan(e)
                 if tt == "STRING":
-                    data = _string(e)
+                    data = _string(self.ctx, e)
                     out += data
                     pieces.append(Piece(off, len(data), PieceKind.STRING, sp))
                 else:  # a reference outside cells: the target's path, filled in later
@@ -960,22 +997,22 @@ class _Builder(Transformer[Token, Any]):
                     markers.append((off, MK_PATH, target, sp))
                     pieces.append(Piece(off, 0, PieceKind.PATH, sp))
         if want_value:
-            raise _syntax(semi)
+            raise _syntax(self.ctx, semi)
         return LProp(_pname(name_tok), bytes(out), ctx.span(name_tok, semi), markers, pieces,
                      err_span=ctx.tspan(c[1]))
 
     def prop_empty(self, c: list[Token]) -> LProp:
-        ctx = _ctx()
+        ctx = self.ctx
         return LProp(_pname(c[0]), b"", ctx.span(c[0], c[1]), err_span=ctx.tspan(c[1]))
 
     def prop_del(self, c: list[Token]) -> LProp:
-        ctx = _ctx()
+        ctx = self.ctx
         return LProp(_pname(c[1]), b"", ctx.span(c[0], c[2]), deleted=True,
                      err_span=ctx.tspan(c[0]))
 
     # ---- nodes ----
     def nodedef(self, c: list[Any]) -> LNode:
-        ctx = _ctx()
+        ctx = self.ctx
         node = LNode("", ctx.span(c[0], c[-1]))
         if type(c[1]) is list:
             _fill(node, c[1])
@@ -983,7 +1020,7 @@ class _Builder(Transformer[Token, Any]):
 
     def subnode_open(self, c: list[Any]) -> LNode:
         """A NODEOPEN token (`a: b: name { x = <1>;`), the body, and the closing tokens."""
-        ctx = _ctx()
+        ctx = self.ctx
         node = _node_head(ctx, c[0])[0]
         if type(c[1]) is list:
             _fill(node, c[1])
@@ -994,7 +1031,7 @@ class _Builder(Transformer[Token, Any]):
 
     def subnode_leaf(self, c: list[Token]) -> LNode:
         """A NODELEAF token: a whole node of plain statements, `name { x = <1>; };`."""
-        node, text, i, line, col = _node_head(_ctx(), c[0])
+        node, text, i, line, col = _node_head(self.ctx, c[0])
         # text[i] is the `}`; the `;` is on its line
         sp = node.span
         node.span = Span(sp.file, sp.line, sp.column, line, col + text.index(";", i) - i + 1)
@@ -1005,15 +1042,15 @@ class _Builder(Transformer[Token, Any]):
         tok: Token = c[0]
         node.name = _nname(tok)
         sp = node.span
-        if _ctx().single:
+        if self.ctx.single:
             node.span = Span(sp.file, tok.line, tok.column, sp.end_line, sp.end_column)  # type: ignore[arg-type]
         else:
-            f, line, _ = _ctx().where(tok.line)  # type: ignore[arg-type]
+            f, line, _ = self.ctx.where(tok.line)  # type: ignore[arg-type]
             node.span = Span(f, line, tok.column, sp.end_line, sp.end_column)  # type: ignore[arg-type]
         return node
 
     def subnode_del(self, c: list[Token]) -> LNode:
-        node = LNode(_nname(c[1]), _ctx().span(c[0], c[2]))
+        node = LNode(_nname(c[1]), self.ctx.span(c[0], c[2]))
         node.deleted = True
         return node
 
@@ -1037,36 +1074,36 @@ class _Builder(Transformer[Token, Any]):
         node: LNode = c[1]
         sp = node.span
         tok: Token = c[0]
-        node.span = _ctx().span(tok, tok)
+        node.span = self.ctx.span(tok, tok)
         node.span = Span(node.span.file, node.span.line, node.span.column, sp.end_line,
                          sp.end_column)
-        _ctx().resolver.root_def(node)
+        self.ctx.resolver.root_def(node)
 
     def first_ref_def(self, c: list[Any]) -> None:
-        ctx = _ctx()
+        ctx = self.ctx
         ref: Token = c[0]
         ctx.resolver.first_ref_def(_refname(ref), ctx.tspan(ref), c[1])
 
     def ref_def(self, c: list[Any]) -> None:
-        ctx = _ctx()
+        ctx = self.ctx
         ref: Token = c[0]
         node: LNode = c[1]
         node.span = _join(ctx.tspan(ref), node.span)
         ctx.resolver.ref_def(_refname(ref), ctx.tspan(ref), node, None)
 
     def label_ref_def(self, c: list[Any]) -> None:
-        ctx = _ctx()
+        ctx = self.ctx
         ref: Token = c[1]
         node: LNode = c[2]
         node.span = _join(ctx.tspan(c[0]), node.span)
         ctx.resolver.ref_def(_refname(ref), ctx.tspan(ref), node, _lab(c[0]))
 
     def del_ref(self, c: list[Token]) -> None:
-        ctx = _ctx()
+        ctx = self.ctx
         ctx.resolver.del_ref(_refname(c[1]), ctx.tspan(c[1]))
 
     def omit_ref(self, c: list[Token]) -> None:
-        ctx = _ctx()
+        ctx = self.ctx
         ctx.resolver.omit_ref(_refname(c[1]), ctx.tspan(c[1]))
 
     def start(self, c: list[Any]) -> None:
@@ -1126,8 +1163,15 @@ def _join(a: Span, b: Span) -> Span:
     return Span(a.file, a.line, a.column, b.end_line, b.end_column)
 
 
+_LEXER_CALLBACKS: dict[str, Callable[[_Ctx, Token], Token]] = {
+    "INCLUDE": _on_include, "LINEMARKER": _on_linemarker, "CHAR": _on_char,
+    "NODEOPEN": _on_nodeopen, "LBRACE": _on_open, "RBRACE": _on_close,
+    "NODECLOSE": _on_close, "LPAR": _on_lpar, "RPAR": _on_rpar,
+}
+
+
+
 _GRAMMAR = Path(__file__).with_name("dts.lark")
-_PARSERS: dict[bool, Lark] = {}
 
 
 def _grammar(fast: bool) -> str:
@@ -1138,27 +1182,44 @@ def _grammar(fast: bool) -> str:
     return "\n".join(ln for ln in lines if not ln.rstrip().endswith(drop))
 
 
-def _parser(fast: bool = True) -> Lark:
-    """The fast grammar parses; the base one only re-parses inputs the fast one rejects."""
-    p = _PARSERS.get(fast)
-    if p is None:
-        p = _PARSERS[fast] = Lark(
+class _Grammar:
+    """One grammar's lark machinery, shared by every parse and never changed by one:
+    the LALR table, the rules' tree builder and the contextual lexer's per-state
+    lexers. Each parse binds its own _Builder and lexer callbacks to them (`parse`):
+    no parse state lives here, so parses need no lock."""
+
+    def __init__(self, fast: bool) -> None:
+        lark = Lark(
             _grammar(fast),
             parser="lalr",
             lexer="contextual",
-            transformer=_Builder(),
-            lexer_callbacks={"INCLUDE": _on_include, "LINEMARKER": _on_linemarker,
-                             "CHAR": _on_char, "NODEOPEN": _on_nodeopen,
-                             "LBRACE": _on_open, "RBRACE": _on_close,
-                             "NODECLOSE": _on_close, "LPAR": _on_lpar,
-                             "RPAR": _on_rpar},
-            _plugins={"ContextualLexer": _IncludeLexer},
             maybe_placeholders=False,
             # lark keeps its parse tables in the system temp dir (never the source
             # tree), keyed by the grammar text: about 60 ms less per process
             cache=True,
         )
-    return p
+        frontend: Any = lark.parser
+        self._tree_builder: Any = getattr(lark, "_parse_tree_builder")  # noqa: B009
+        self._table = frontend.parser.parser.parse_table
+        self._lexers: dict[int, BasicLexer] = frontend.lexer.lexers
+        (self._start,) = frontend.parser_conf.start
+
+    def parse(self, ctx: _Ctx, text: str) -> None:
+        """Parse `text`, building into ctx.resolver."""
+        callbacks = self._tree_builder.create_callback(_Builder(ctx))
+        thread = LexerThread.from_text(_Lexer(self._lexers, ctx), text)  # type: ignore[arg-type]
+        _Parser(self._table, callbacks).parse(thread, self._start)
+
+
+_GRAMMARS: dict[bool, _Grammar] = {}  # built once each, read-only after
+
+
+def _parser(fast: bool = True) -> _Grammar:
+    """The fast grammar parses; the base one only re-parses inputs the fast one rejects."""
+    g = _GRAMMARS.get(fast)
+    if g is None:
+        g = _GRAMMARS[fast] = _Grammar(fast)
+    return g
 
 
 def parse_dts(
@@ -1194,55 +1255,52 @@ def parse_dts_owned(
     text = data.decode("latin-1")
     size = len(data)
     del data
-    with _LOCK:
-        gc_was = gc.isenabled()
-        gc.disable()
-        try:
-            try:
-                resolver = _parse(_parser(True), text, name, dirs, main_dir, symbols)
-            except InputError:
-                # The shortcut tokens move token boundaries, and with them which token
-                # (or character) a syntax error names. Errors are rare: the base grammar
-                # parses the input again and reports dtc's boundaries.
-                resolver = _parse(_parser(False), text, name, dirs, main_dir, symbols)
-            del text  # 1 byte a character of input: not needed past the parse
-            if resolver.root is None:  # pragma: no cover - the grammar requires a root
-                raise InputError(Span(name, 1, 1), "no root node")
-            tree = resolver.finish()
-            if size > _FREEZE_BYTES:
-                # Millions of live objects: without this, every later full collection
-                # (and the one at exit) rescans them all, which costs more than the
-                # parse itself on 100k-channel trees. gc.unfreeze() undoes it.
-                gc.freeze()
-            return tree
-        finally:
-            if gc_was:
-                gc.enable()
-
-
-def _parse(parser: Lark, text: str, name: str, dirs: list[str], main_dir: str | None,
-           symbols: bool) -> Resolver:
-    """One parse of `text` into a fresh Resolver; every failure as an InputError."""
-    global _CTX
-    resolver = Resolver(name, symbols=symbols)
-    _CTX = _Ctx(name, text, dirs, main_dir, resolver)
+    gc_was = gc.isenabled()
+    gc.disable()
     try:
-        parser.parse(text)
-        return resolver
+        try:
+            ctx = _parse(_parser(True), text, name, dirs, main_dir, symbols)
+        except InputError:
+            # The shortcut tokens move token boundaries, and with them which token
+            # (or character) a syntax error names. Errors are rare: the base grammar
+            # parses the input again and reports dtc's boundaries.
+            ctx = _parse(_parser(False), text, name, dirs, main_dir, symbols)
+        del text  # 1 byte a character of input: not needed past the parse
+        resolver = ctx.resolver
+        if resolver.root is None:  # pragma: no cover - the grammar requires a root
+            raise InputError(Span(name, 1, 1), "no root node")
+        tree = resolver.finish()
+        tree.sources = tuple(ctx.sources)
+        if size > _FREEZE_BYTES:
+            # Millions of live objects: without this, every later full collection
+            # (and the one at exit) rescans them all, which costs more than the
+            # parse itself on 100k-channel trees. gc.unfreeze() undoes it.
+            gc.freeze()
+        return tree
+    finally:
+        if gc_was:
+            gc.enable()
+
+
+def _parse(parser: _Grammar, text: str, name: str, dirs: list[str], main_dir: str | None,
+           symbols: bool) -> _Ctx:
+    """One parse of `text` into a fresh context and Resolver; every failure as an
+    InputError."""
+    ctx = _Ctx(name, text, dirs, main_dir, Resolver(name, symbols=symbols))
+    try:
+        parser.parse(ctx, text)
+        return ctx
     except UnexpectedToken as e:
-        raise _token_error(e) from None
+        raise _token_error(ctx, e) from None
     except UnexpectedInput as e:
-        f, line, _ = _CTX.where(getattr(e, "line", 1) or 1)
+        f, line, _ = ctx.where(getattr(e, "line", 1) or 1)
         raise InputError(Span(f, line, getattr(e, "column", 1) or 1), "syntax error") \
             from None
     except RecursionError:  # pragma: no cover - nothing here recurses on input depth
         raise InputError(Span(name, 1, 1), "input nested too deeply") from None
-    finally:
-        _CTX = None
 
 
-def _token_error(e: UnexpectedToken) -> InputError:
-    ctx = _ctx()
+def _token_error(ctx: _Ctx, e: UnexpectedToken) -> InputError:
     tok = e.token
     if tok.type == "$END":
         f, real, _ = ctx.where(tok.line or 1)

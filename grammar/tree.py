@@ -568,6 +568,15 @@ class Tree:
     labels: dict[str, Node] = field(default_factory=dict)  # node labels only
     phandles: dict[int, Node] = field(default_factory=dict)
     warnings: list[Diagnostic] = field(default_factory=list)
+    # Every file the tree was read from, in the order first read: `source` first, then
+    # each /include/, /incbin/ and (with cpp) #include file. The names are as opened
+    # (relative to the working directory, or as the include path made them) or as cpp's
+    # line markers give them; a file read twice is named once.
+    sources: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        if not self.sources:
+            self.sources = (self.source,)
 
     def walk(self) -> Iterator[Node]:
         return self.root.walk()

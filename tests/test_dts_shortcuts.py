@@ -224,18 +224,18 @@ def base_grammar_only() -> Iterator[None]:
 def token_counts() -> Iterator[collections.Counter[str]]:
     """Counts the tokens the fast parser is fed, by type."""
     counts: collections.Counter[str] = collections.Counter()
-    lex = dts._IncludeLexer.lex
+    lex = dts._Lexer.lex
 
     def counting(self: Any, state: Any, parser_state: Any) -> Iterator[Any]:
         for tok in lex(self, state, parser_state):
             counts[tok.type] += 1
             yield tok
 
-    dts._IncludeLexer.lex = counting  # type: ignore[method-assign]
+    dts._Lexer.lex = counting  # type: ignore[method-assign]
     try:
         yield counts
     finally:
-        dts._IncludeLexer.lex = lex  # type: ignore[method-assign]
+        dts._Lexer.lex = lex  # type: ignore[method-assign]
 
 
 # ---- the properties ----
