@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 
 from evtchn_spec.refimpl import rules as R
 
+from . import ports
 from .facts import XENSTORE_PORT, Attempt, Cite, Facts, NodeFact
 
 LOGIC = "QF_UFLIA"
@@ -417,14 +418,7 @@ def _port_domain(facts: Facts, d: int, scope: str, evs: list[_Event],
     lz: list[Candidate] = []  # BUSY candidates beyond the distinctness of held ports
 
     def lowest_free(q: str, before: list[tuple[str, str]]) -> str:
-        parts = [f"(>= {q} 1)", f"(<= {q} (lim {d}))"]
-        cnt = []
-        for h, p in before:
-            parts.append(f"(or (not {h}) (not (= {p} {q})))")
-            cnt.append(f"(ite (and {h} (>= {p} 1) (< {p} {q})) 1 0)")
-        total = "(+ " + " ".join(cnt) + " 0)" if cnt else "0"
-        parts.append(f"(= {total} (- {q} 1))")
-        return "(and " + " ".join(parts) + ")"
+        return ports.lowest_free(ports.SMT, q, before, limit=f"(lim {d})")
 
     for e in sorted(evs, key=lambda e: (e.att.time, e.side)):
         at = e.att

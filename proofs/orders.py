@@ -25,6 +25,7 @@ from evtchn_spec.grammar.tree import Node
 from evtchn_spec.refimpl import rules as R
 from evtchn_spec.refimpl.config import KNOWN_VERSIONS, Config, versions_as_verified, xen_profile
 
+from . import ports
 from .facts import XENSTORE_PORT, build
 
 VERSIONS = list(KNOWN_VERSIONS)
@@ -72,6 +73,7 @@ def universal_claims(cfg: Config, timeout: float = 0.0) -> dict[str, Any]:
         return {"claim": claim, "status": "proved", "seconds": 0.0, "findings": [],
                 "rules": {}}
     ctx = z3.Context()
+    logic = ports.Z3(ctx)
     kids = list(chosen.children.values())
     pos = {id(c): z3.Int(f"pos[{c.name}]", ctx) for c in kids}
     cons: list[z3.BoolRef] = [z3.Distinct(*pos.values())] if len(kids) > 1 else []
@@ -155,11 +157,8 @@ def universal_claims(cfg: Config, timeout: float = 0.0) -> dict[str, Any]:
                     continue
                 same = fv["ch"] == ev["ch"]
                 earlier.append((z3.Or(fv["t"] < ev["t"], z3.And(same, fv["a"])), fv["port"]))
-            cnt = [z3.If(z3.And(w, q >= 1, q < p), 1, 0) for w, q in earlier]
-            cnt.append(z3.If(z3.And(xs(dn), p > XENSTORE_PORT), 1, 0))
-            lowest = z3.And(p >= 1, z3.Not(z3.And(xs(dn), p == XENSTORE_PORT)),
-                            *[z3.Implies(w, q != p) for w, q in earlier],
-                            z3.Sum(*cnt) == p - 1)
+            # Xen's get_free_port (ports.py); this model bounds it by no port limit
+            lowest = ports.lowest_free(logic, p, earlier, xenstore=xs(dn))
             # side A with port 0 fails (EVT-PORT-ZERO); side B takes the lowest free port
             cons.append(z3.Implies(z3.Not(ev["a"]), lowest))
     no_zero = z3.And(*[z3.Not(c) for c, _ in zero_terms]) if zero_terms else z3.BoolVal(

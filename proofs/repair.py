@@ -43,7 +43,7 @@ from evtchn_spec.grammar.errors import InputError, Span
 from evtchn_spec.refimpl import rules as R
 from evtchn_spec.refimpl.config import Config
 
-from . import certify, encode
+from . import certify, encode, ports
 from .facts import XENSTORE_PORT, Attempt, Facts, NodeFact, build
 
 PORT_RULES = {R.EVT_PORT_RANGE, R.EVT_PORT_BUSY, R.EVT_PORT_XENSTORE, R.EVT_PORT_ZERO}
@@ -255,15 +255,20 @@ def _values(cells: list[_Cell], keep: list[bool], limit: int, xs: int) -> list[i
         wall[t] = min(wall[t + 1], c.old) if keep[t] and not c.zero else wall[t + 1]
     later_zero = [t for t in range(n) if keep[t] and cells[t].zero]
     out: list[int] = []
+    held: list[tuple[bool, int]] = []  # the ports the cells so far hold (bound ones too)
     zi = 0  # index in later_zero of the next kept port-0 cell
     for t, c in enumerate(cells):
         if keep[t] and not c.zero:
             out.append(c.old)
+            held.append((True, c.old))
             continue
-        if keep[t]:  # Xen binds the lowest free port: the lowest free non-reserved one
-            if not free or free[0] >= wall[t]:
+        if keep[t]:
+            # Xen binds the lowest free port; the lowest free non-reserved one is it
+            # exactly when it lies under the wall (no later kept cell wants a port below)
+            if not free or not ports.lowest_free(ports.PY, free[0], held, limit=limit,
+                                                 xenstore=xs == 1):
                 raise AssertionError("internal: a kept port-0 cell has no port")
-            del free[0]
+            held.append((True, free.pop(0)))
             zi += 1
             out.append(0)
             continue
@@ -279,6 +284,7 @@ def _values(cells: list[_Cell], keep: list[bool], limit: int, xs: int) -> list[i
         if at >= len(free):
             raise AssertionError("internal: no port left for a changed cell")
         out.append(free.pop(at))
+        held.append((True, out[-1]))
     return out
 
 
