@@ -25,7 +25,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-PORT_FIELDS = ("status", "remote_dom", "remote_port", "static", "pending", "masked")
+from evtchn_spec.refimpl.boot import PORT_FIELDS as PORT_FIELDS  # (a boot port entry's fields)
 
 
 class _Absent:

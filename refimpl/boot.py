@@ -41,7 +41,7 @@ from .config import (
     prop_loc,
 )
 from .evtchn_common import ENOENT
-from .xen_state import EBUSY, EINVAL, ENOSPC, ERRNO_NAMES, XenState
+from .xen_state import EBUSY, EINVAL, ENOSPC, ERRNO_NAMES, PortView, XenState
 
 PANIC_EVTCHN = "Could not set up domains evtchn"
 ERR_PROP_EMPTY = "xen,evtchn property should not be empty."
@@ -126,20 +126,38 @@ class BootResult:
             d = self.state.domains.get(spec.domid)
             if d is None:
                 continue
-            ports = []
-            for pv in d.used_ports():
-                entry: dict[str, Any] = {"port": pv.port, "status": pv.status}
-                if pv.remote_dom is not None:
-                    entry["remote_dom"] = pv.remote_dom
-                if pv.remote_port is not None:
-                    entry["remote_port"] = pv.remote_port
-                entry["static"] = pv.static
-                entry["pending"] = pv.pending
-                entry["masked"] = pv.masked
-                ports.append(entry)
+            ports = [port_json(pv) for pv in d.used_ports()]
             doms[str(spec.domid)] = {"name": spec.name, "ports": ports}
         return {"format": 1, "outcome": "booted", "domains": doms,
                 "dialect": self.config.dialects_used}
+
+
+# The fields of a port entry of `boot --format json` after "port", in order
+# (spec/boot.md); remote_dom and remote_port only when the port has a peer. The run
+# JSON's entries add virq, vcpu and linked (runtime.PORT_FIELDS).
+PORT_FIELDS = ("status", "remote_dom", "remote_port", "static", "pending", "masked")
+
+
+def port_json(pv: PortView) -> dict[str, Any]:
+    """One port as `boot --format json` lists it."""
+    entry: dict[str, Any] = {"port": pv.port}
+    for f in PORT_FIELDS:
+        v = getattr(pv, f)
+        if v is not None:
+            entry[f] = v
+    return entry
+
+
+def port_line(p: dict[str, Any], not_static: str = "") -> str:
+    """One port entry (boot or run JSON) as a line of `boot` and `run` text: its status,
+    its peer (`-> dD:P`, `(waiting for dD)`, or `virq V`) and its flags; `not_static`
+    is the flag of a port no DT node declared."""
+    peer = (f" -> d{p['remote_dom']}:{p['remote_port']}" if "remote_port" in p else
+            f" (waiting for d{p['remote_dom']})" if "remote_dom" in p else
+            f" virq {p['virq']}" if "virq" in p else "")
+    flags = "".join([" static" if p["static"] else not_static,
+                     " pending" if p["pending"] else "", " masked" if p["masked"] else ""])
+    return f"    port {p['port']:4d} {p['status']}{peer}{flags}"
 
 
 class _Panic(Exception):
@@ -664,14 +682,9 @@ def to_text(res: BootResult) -> str:
         if not ports:
             lines.append("    (no ports)")
         for pv in ports:
-            peer = ""
-            if pv.status == "interdomain":
-                peer = f" -> d{pv.remote_dom}:{pv.remote_port}"
-            elif pv.status == "unbound":
-                peer = f" (waiting for d{pv.remote_dom})"
-            flags = "".join([" static" if pv.static else " xen-allocated",
-                             " pending" if pv.pending else "", " masked" if pv.masked else ""])
-            lines.append(f"    port {pv.port:4d} {pv.status}{peer}{flags}"
+            # (boot makes only DT-declared ports and the xenstore one, which Xen
+            # allocates: so a port not static says so; `run` cannot know who did)
+            lines.append(port_line(port_json(pv), " xen-allocated")
                          + (f"  {pv.node}" if pv.node else ""))
     if not cfg.endpoints:
         lines.append("no event channels declared in this device tree")

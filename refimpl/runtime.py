@@ -24,7 +24,7 @@ from evtchn_spec.grammar.errors import InputError, Span, file_span
 from evtchn_spec.grammar.inputs import read_input
 
 from . import fifo
-from .boot import BootResult
+from .boot import BootResult, port_line
 from .evtchn_common import (
     ECS_FREE,
     ECS_INTERDOMAIN,
@@ -577,6 +577,8 @@ def _guest_ack(d: Domain, vcpu: int) -> int:
 
 # -- the run JSON --------------------------------------------------------------
 
+# The fields of a port entry of the run JSON after "port", in order: boot.PORT_FIELDS
+# plus virq, vcpu and linked (a run reaches every state and the FIFO ABI).
 PORT_FIELDS = ("status", "remote_dom", "remote_port", "virq", "vcpu", "static", "pending",
                "masked", "linked")
 
@@ -1082,14 +1084,7 @@ def to_text(doc: dict[str, Any]) -> str:
         lines.append(f"d{domid} {d['name']} ({d['abi']}):")
         if not d["ports"]:
             lines.append("    (no ports)")
-        for p in d["ports"]:
-            peer = (f" -> d{p['remote_dom']}:{p['remote_port']}" if "remote_port" in p else
-                    f" (waiting for d{p['remote_dom']})" if "remote_dom" in p else
-                    f" virq {p['virq']}" if "virq" in p else "")
-            flags = "".join([" static" if p["static"] else "",
-                             " pending" if p["pending"] else "",
-                             " masked" if p["masked"] else ""])
-            lines.append(f"    port {p['port']:4d} {p['status']}{peer}{flags}")
+        lines += [port_line(p) for p in d["ports"]]
     return "\n".join(lines) + "\n"
 
 

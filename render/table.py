@@ -13,7 +13,7 @@ from __future__ import annotations
 import csv
 import io
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 
 from evtchn_spec.refimpl.boot import BootResult
 
@@ -49,6 +49,10 @@ def rows(res: BootResult, xenstore: bool = True) -> list[Row]:
     return out
 
 
+# The keys of a row in `table --format json` and `--guest-header json`, and the CSV
+# columns: the Row fields. HEADERS are the text and Markdown columns, for a reader
+# (no peer node or kind).
+FIELDS = tuple(f.name for f in fields(Row))
 HEADERS = ("domain", "domid", "port", "peer domain", "peer domid", "peer port", "node")
 
 
@@ -81,19 +85,18 @@ def to_markdown(table: list[Row]) -> str:
 def to_csv(table: list[Row]) -> str:
     buf = io.StringIO()
     w = csv.writer(buf, lineterminator="\n")
-    w.writerow(["domain", "domid", "port", "peer_domain", "peer_domid", "peer_port", "node",
-                "peer_node", "kind"])
+    w.writerow(FIELDS)
     for r in table:
-        w.writerow([r.domain, r.domid, r.port, r.peer_domain, r.peer_domid,
-                    r.peer_port if r.peer_port >= 0 else "", r.node, r.peer_node, r.kind])
+        w.writerow(["" if v is None else v for v in row_json(r).values()])
     return buf.getvalue()
 
 
 def row_json(r: Row) -> dict[str, object]:
     """One row as `table --format json` gives it (the guest manifests reuse it)."""
-    return {"domain": r.domain, "domid": r.domid, "port": r.port, "peer_domain": r.peer_domain,
-            "peer_domid": r.peer_domid, "peer_port": r.peer_port if r.peer_port >= 0 else None,
-            "node": r.node, "peer_node": r.peer_node or None, "kind": r.kind}
+    out: dict[str, object] = {f: getattr(r, f) for f in FIELDS}
+    out["peer_port"] = r.peer_port if r.peer_port >= 0 else None
+    out["peer_node"] = r.peer_node or None
+    return out
 
 
 def to_json(table: list[Row], res: BootResult) -> str:
