@@ -19,9 +19,8 @@ import sys
 from collections.abc import Sequence
 from typing import TextIO, cast
 
-from evtchn_spec.grammar.errors import InputError
-
 from evtchn_spec import __version__
+from evtchn_spec.grammar.errors import InputError
 
 from . import output
 from .common import EXIT_INPUT, EXIT_INTERNAL, EXIT_OK, Handler, UsageError

@@ -27,6 +27,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
+from evtchn_spec import __version__
 from evtchn_spec.grammar import load
 from evtchn_spec.grammar.dtb import read_dtb, write_dtb
 from evtchn_spec.grammar.dts import parse_dts
@@ -36,8 +37,6 @@ from evtchn_spec.refimpl.check import CheckResult, check
 from evtchn_spec.refimpl.config import Config, xen_profile
 from evtchn_spec.refimpl.policy import Policy
 from evtchn_spec.refimpl.runtime import parse_trace, run
-
-from evtchn_spec import __version__
 
 from .common import INDEX, RANDOM_CASES, RANDOM_SEED, VectorsError
 from .compare import differences, run_differences

@@ -36,6 +36,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import z3
+
 from evtchn_spec.grammar.errors import Span
 from evtchn_spec.refimpl.boot import BootResult, boot
 from evtchn_spec.refimpl.policy import Policy

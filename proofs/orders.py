@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import z3
+
 from evtchn_spec.grammar.tree import Node
 from evtchn_spec.refimpl import rules as R
 from evtchn_spec.refimpl.config import KNOWN_VERSIONS, Config, versions_as_verified, xen_profile

@@ -38,6 +38,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import z3
+
 from evtchn_spec.grammar.dts import parse_dts
 from evtchn_spec.grammar.errors import InputError, Span
 from evtchn_spec.refimpl import rules as R

@@ -7,11 +7,10 @@ import json
 import os
 from typing import IO, Any
 
+from evtchn_spec import __version__
 from evtchn_spec.refimpl import rules as R
 from evtchn_spec.refimpl.check import CheckResult, Finding
 from evtchn_spec.refimpl.config import Loc
-
-from evtchn_spec import __version__
 
 _COLOURS = {"error": "\033[1;31m", "warning": "\033[1;35m", "note": "\033[1;36m",
             "bold": "\033[1m", "reset": "\033[0m"}

@@ -9,8 +9,9 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from evtchn_spec.refimpl.boot import boot
 from test_boot_model import System, cells, strings
+
+from evtchn_spec.refimpl.boot import boot
 
 PANIC = "Could not set up domains evtchn"
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import struct
 
 import pytest
+
 from evtchn_spec.grammar.errors import Span
 from evtchn_spec.grammar.tree import Node, Property, Tree
 from evtchn_spec.refimpl.config import Config, Dialect, xen_profile

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+
 from evtchn_spec.grammar import load
 from evtchn_spec.refimpl.boot import boot
 from evtchn_spec.refimpl.check import check

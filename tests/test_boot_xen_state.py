@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
 from evtchn_spec.refimpl.evtchn_common import (
     EBUSY,
     ECS_RESERVED,
@@ -19,8 +22,6 @@ from evtchn_spec.refimpl.xen_state import (
     Domain,
     XenState,
 )
-from hypothesis import given, settings
-from hypothesis import strategies as st
 
 
 def _two() -> XenState:

@@ -7,6 +7,7 @@ import json
 from pathlib import Path
 
 import pytest
+
 from evtchn_spec.cli import main
 
 DATA = Path(__file__).resolve().parent / "data" / "boot"

@@ -6,15 +6,16 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from test_boot_model import MUTATIONS, System, cells, mutate_link, strings
+
 from evtchn_spec.grammar import load
 from evtchn_spec.grammar.tree import Node, Property
 from evtchn_spec.refimpl import rules as R
 from evtchn_spec.refimpl.boot import boot
 from evtchn_spec.refimpl.check import check
 from evtchn_spec.refimpl.config import Config, Dialect
-from hypothesis import HealthCheck, given, settings
-from hypothesis import strategies as st
-from test_boot_model import MUTATIONS, System, cells, mutate_link, strings
 
 PORTS = st.one_of(st.sampled_from([0, 1, 2, 3, 63, 64, 1023, 1024, 4095, 4096]),
                   st.integers(min_value=1, max_value=40))

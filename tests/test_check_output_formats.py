@@ -11,6 +11,9 @@ import sys
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
 from evtchn_spec.cli import main
 from evtchn_spec.cli.precommit import split
 from evtchn_spec.grammar import load
@@ -18,8 +21,6 @@ from evtchn_spec.refimpl import rules as R
 from evtchn_spec.refimpl.check import check
 from evtchn_spec.refimpl.config import Config, xen_profile
 from evtchn_spec.render import report
-from hypothesis import given, settings
-from hypothesis import strategies as st
 
 ROOT = Path(__file__).resolve().parent.parent
 RULES = ROOT / "tests" / "data" / "rules"

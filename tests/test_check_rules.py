@@ -12,6 +12,10 @@ import re
 from pathlib import Path
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+from test_boot_model import System, cells
+
 from evtchn_spec.cli import main as cli_main
 from evtchn_spec.grammar import load
 from evtchn_spec.grammar.dtb import read_dtb, write_dtb
@@ -23,9 +27,6 @@ from evtchn_spec.refimpl import rules as R
 from evtchn_spec.refimpl.check import CheckResult, check
 from evtchn_spec.refimpl.config import Config, xen_profile
 from evtchn_spec.refimpl.policy import Policy
-from hypothesis import given
-from hypothesis import strategies as st
-from test_boot_model import System, cells
 
 ROOT = Path(__file__).resolve().parent.parent
 RULES_DIR = ROOT / "tests" / "data" / "rules"

@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+
 from evtchn_spec.grammar import load
 from evtchn_spec.grammar.dtb import read_dtb, write_dtb
 from evtchn_spec.grammar.dump import dtc_guessed_boot_cpuid, to_dts, to_json

@@ -13,12 +13,13 @@ import struct
 from pathlib import Path
 
 import pytest
-from evtchn_spec.grammar.dtb import read_dtb, write_dtb
-from evtchn_spec.grammar.errors import InputError
-from evtchn_spec.grammar.tree import Tree
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from test_dtb_writer import SAMPLE_DTS, dtc
+
+from evtchn_spec.grammar.dtb import read_dtb, write_dtb
+from evtchn_spec.grammar.errors import InputError
+from evtchn_spec.grammar.tree import Tree
 
 FUZZ_EXAMPLES = int(os.environ.get("EVTCHN_SPEC_FUZZ_EXAMPLES", "300"))
 DTC_EXAMPLES = int(os.environ.get("EVTCHN_SPEC_DTC_EXAMPLES", "60"))

@@ -11,12 +11,13 @@ import struct
 import subprocess
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
 from evtchn_spec.grammar.dtb import read_dtb, write_dtb
 from evtchn_spec.grammar.dump import to_json
 from evtchn_spec.grammar.errors import Span
 from evtchn_spec.grammar.tree import MemReserve, Node, Piece, PieceKind, Property, Tree
-from hypothesis import given, settings
-from hypothesis import strategies as st
 
 DTC = shutil.which("dtc")
 # dtc is the reference: without it these tests must fail loudly, not skip.

@@ -16,6 +16,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
+
 from evtchn_spec.grammar.dtb import write_dtb
 from evtchn_spec.grammar.dts import parse_dts
 from evtchn_spec.grammar.errors import InputError

@@ -14,12 +14,13 @@ import shutil
 import subprocess
 from pathlib import Path
 
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
 from evtchn_spec.grammar.dtb import write_dtb
 from evtchn_spec.grammar.dts import parse_dts
 from evtchn_spec.grammar.errors import InputError
 from evtchn_spec.grammar.tree import Tree
-from hypothesis import HealthCheck, given, settings
-from hypothesis import strategies as st
 
 VALID = sorted((Path(__file__).parent / "data" / "dts" / "valid").glob("*.dts"))
 SOURCES = [p.read_bytes() for p in VALID]

@@ -20,13 +20,14 @@ import subprocess
 from collections.abc import Iterator
 from typing import Any
 
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
 from evtchn_spec.grammar import dts
 from evtchn_spec.grammar.dtb import write_dtb
 from evtchn_spec.grammar.dts import parse_dts
 from evtchn_spec.grammar.errors import InputError
 from evtchn_spec.grammar.tree import Tree
-from hypothesis import HealthCheck, given, settings
-from hypothesis import strategies as st
 
 _DTC = shutil.which("dtc")
 assert _DTC is not None, "dtc must be installed: run ./install.sh"

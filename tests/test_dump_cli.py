@@ -9,10 +9,11 @@ import sys
 from pathlib import Path
 
 import pytest
+from test_dtb_writer import SAMPLE_DTS, dtc
+
 from evtchn_spec.cli import main
 from evtchn_spec.grammar.dtb import read_dtb
 from evtchn_spec.grammar.dump import to_json
-from test_dtb_writer import SAMPLE_DTS, dtc
 
 LABELLED = b"""/dts-v1/;
 / {

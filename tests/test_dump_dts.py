@@ -6,14 +6,15 @@ import os
 import tempfile
 from pathlib import Path
 
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from test_dtb_writer import SAMPLE_DTS, SPAN, dtc, trees
+
 from evtchn_spec.grammar import load
 from evtchn_spec.grammar.dtb import read_dtb, write_dtb
 from evtchn_spec.grammar.dump import dtc_guessed_boot_cpuid, to_dts
 from evtchn_spec.grammar.errors import InputError
 from evtchn_spec.grammar.tree import MemReserve, Node, Piece, PieceKind, Property, Tree
-from hypothesis import given, settings
-from hypothesis import strategies as st
-from test_dtb_writer import SAMPLE_DTS, SPAN, dtc, trees
 
 DTC_EXAMPLES = int(os.environ.get("EVTCHN_SPEC_DTC_EXAMPLES", "60"))
 labels = st.from_regex(r"[a-zA-Z_][a-zA-Z0-9_]{0,10}", fullmatch=True)

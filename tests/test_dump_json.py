@@ -8,12 +8,13 @@ import shutil
 import subprocess
 from pathlib import Path
 
-from evtchn_spec.grammar.dtb import read_dtb, write_dtb
-from evtchn_spec.grammar.dump import json_chunks, to_json, to_json_text
-from evtchn_spec.grammar.tree import Tree
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from test_dtb_writer import SAMPLE_DTS, dtc, trees
+
+from evtchn_spec.grammar.dtb import read_dtb, write_dtb
+from evtchn_spec.grammar.dump import json_chunks, to_json, to_json_text
+from evtchn_spec.grammar.tree import Tree
 
 FDTGET = shutil.which("fdtget")
 assert FDTGET is not None, "fdtget (device-tree-compiler) must be installed: run ./install.sh"

@@ -5,10 +5,11 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from evtchn_spec.cli import main
-from evtchn_spec.grammar.errors import InputError, Span, one_line
 from hypothesis import given
 from hypothesis import strategies as st
+
+from evtchn_spec.cli import main
+from evtchn_spec.grammar.errors import InputError, Span, one_line
 
 
 @given(st.text())

@@ -6,6 +6,7 @@ import xml.etree.ElementTree as ET
 from pathlib import Path
 
 import pytest
+
 from evtchn_spec.cli import main
 
 EXAMPLE = Path(__file__).resolve().parent.parent / "examples" / "dom0less-three-domus.dts"

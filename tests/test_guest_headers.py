@@ -16,14 +16,15 @@ import subprocess
 from pathlib import Path
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from test_boot_model import System
+
 from evtchn_spec.cli import main
 from evtchn_spec.grammar import load
 from evtchn_spec.refimpl.boot import boot
 from evtchn_spec.render import headers
 from evtchn_spec.render import table as tbl
-from hypothesis import HealthCheck, given, settings
-from hypothesis import strategies as st
-from test_boot_model import System
 
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLE = ROOT / "examples" / "dom0less-three-domus.dts"

@@ -24,6 +24,10 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from evtchn_spec import cli
 from evtchn_spec.grammar import dts as dts_mod
 from evtchn_spec.grammar import load
 from evtchn_spec.grammar.dts import MAX_NODE_DEPTH, parse_dts
@@ -41,10 +45,6 @@ from evtchn_spec.refimpl.runtime import (
     run,
     state_json,
 )
-from hypothesis import HealthCheck, given, settings
-from hypothesis import strategies as st
-
-from evtchn_spec import cli
 
 ROOT = Path(__file__).resolve().parent.parent
 EX = ROOT / "examples" / "dom0less-three-domus.dts"

@@ -38,11 +38,12 @@ from typing import Any
 import lark
 import pytest
 import z3
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
 from evtchn_spec.cli import main, output
 from evtchn_spec.cli.prove import STEPS_MAX, TIMEOUT_MAX_MS, solver_seconds, step_count
 from evtchn_spec.proofs import certify
-from hypothesis import HealthCheck, given, settings
-from hypothesis import strategies as st
 
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLE = ROOT / "examples" / "dom0less-three-domus.dts"

@@ -9,6 +9,9 @@ from collections import Counter
 from typing import Any
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
 from evtchn_spec.oracle.compare import (
     ABSENT,
     DIFF_PROTOCOL,
@@ -19,8 +22,6 @@ from evtchn_spec.oracle.compare import (
     compare_boot,
     compare_run,
 )
-from hypothesis import given
-from hypothesis import strategies as st
 
 PROFILES = (DIFF_PROTOCOL, REAL_XEN)
 # every per-port field a document may carry, compared or not

@@ -15,10 +15,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from evtchn_spec.cli import main as cli_main
-from evtchn_spec.oracle.compare import DIFF_PROTOCOL, compare_boot, compare_run
 from hypothesis import given
 from hypothesis import strategies as st
+
+from evtchn_spec.cli import main as cli_main
+from evtchn_spec.oracle.compare import DIFF_PROTOCOL, compare_boot, compare_run
 
 DATA = Path(__file__).resolve().parent / "data"
 SELF = shlex.join([sys.executable, "-m", "evtchn_spec.cli"])

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+
 from evtchn_spec.cli import main as cli_main
 from evtchn_spec.grammar.dtb import read_dtb
 from evtchn_spec.oracle.compare import differences, run_differences

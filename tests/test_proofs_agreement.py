@@ -8,6 +8,10 @@ from __future__ import annotations
 import glob
 
 import pytest
+from hypothesis import HealthCheck, assume, given, note, settings
+from hypothesis import strategies as st
+from test_boot_model import MUTATIONS, System, mutate_link
+
 from evtchn_spec.grammar import load
 from evtchn_spec.grammar.dump import to_dts
 from evtchn_spec.grammar.tree import Node
@@ -17,9 +21,6 @@ from evtchn_spec.refimpl import rules as R
 from evtchn_spec.refimpl.boot import boot
 from evtchn_spec.refimpl.check import check
 from evtchn_spec.refimpl.config import Config, xen_profile
-from hypothesis import HealthCheck, assume, given, note, settings
-from hypothesis import strategies as st
-from test_boot_model import MUTATIONS, System, mutate_link
 
 COVERED = set(encode.RULE_ORDER)
 PORTS = st.one_of(st.sampled_from([0, 1, 2, 3, 63, 64, 1023, 1024, 4095, 4096]),

@@ -10,11 +10,12 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from evtchn_spec.proofs import attack as A
-from evtchn_spec.refimpl.policy import Policy
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from test_runtime_machine import systems
+
+from evtchn_spec.proofs import attack as A
+from evtchn_spec.refimpl.policy import Policy
 
 RING = "tests/data/boot/three-domains-ok.dts"  # d1:10 <-> d2:11, d2:12 <-> d3:13
 

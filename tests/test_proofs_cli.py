@@ -10,6 +10,7 @@ import shutil
 from pathlib import Path
 
 import pytest
+
 from evtchn_spec.cli import main
 from evtchn_spec.grammar import load
 from evtchn_spec.proofs import certify

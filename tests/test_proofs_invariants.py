@@ -10,11 +10,12 @@ from typing import Any
 
 import pytest
 import z3
+from hypothesis import HealthCheck, given, settings
+from test_runtime_machine import systems
+
 from evtchn_spec.proofs import invariants as I
 from evtchn_spec.proofs import transition as T
 from evtchn_spec.refimpl.runtime import arrays, boot_peers
-from hypothesis import HealthCheck, given, settings
-from test_runtime_machine import systems
 
 
 @pytest.mark.parametrize("xsm", ["silo", "dummy"])

@@ -10,16 +10,17 @@ from pathlib import Path
 
 import pytest
 import z3
+from hypothesis import HealthCheck, given, note, settings
+from hypothesis import strategies as st
+from test_boot_model import System
+from test_proofs_agreement import systems
+
 from evtchn_spec.grammar import load
 from evtchn_spec.grammar.dump import to_dts
 from evtchn_spec.proofs import certify, encode
 from evtchn_spec.proofs.facts import Cite, build
 from evtchn_spec.proofs.report import prove_config, public
 from evtchn_spec.refimpl.config import Config, xen_profile
-from hypothesis import HealthCheck, given, note, settings
-from hypothesis import strategies as st
-from test_boot_model import System
-from test_proofs_agreement import systems
 
 XEN = Path("tests/data/xen")
 FILES = [XEN / "pair-basic.dts", XEN / "xenstore-nodom0.dts", XEN / "seed-dialect-dom0.dts",

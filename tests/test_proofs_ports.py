@@ -11,9 +11,10 @@ import ast
 from pathlib import Path
 
 import z3
-from evtchn_spec.proofs import ports
 from hypothesis import given, settings
 from hypothesis import strategies as st
+
+from evtchn_spec.proofs import ports
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -10,12 +10,13 @@ import math
 import time
 from pathlib import Path
 
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
 from evtchn_spec.grammar import load
 from evtchn_spec.proofs.repair import repair
 from evtchn_spec.refimpl.boot import boot
 from evtchn_spec.refimpl.config import Config, xen_profile
-from hypothesis import HealthCheck, given, settings
-from hypothesis import strategies as st
 
 PORTS = st.one_of(st.integers(min_value=0, max_value=6), st.sampled_from([1023, 1024, 5000]))
 

@@ -15,14 +15,15 @@ from __future__ import annotations
 from typing import Any
 
 import z3
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from test_runtime_machine import ARG, OP_NAMES, systems
+
 from evtchn_spec.grammar.errors import Span
 from evtchn_spec.proofs import transition as T
 from evtchn_spec.refimpl.runtime import OPS as T_OPS
 from evtchn_spec.refimpl.runtime import Call, apply, arrays, boot_peers
 from evtchn_spec.refimpl.xen_state import DOMID_SELF, XenState
-from hypothesis import HealthCheck, given, settings
-from hypothesis import strategies as st
-from test_runtime_machine import ARG, OP_NAMES, systems
 
 Arr = dict[str, dict[tuple[int, ...], int]]
 
@@ -119,8 +120,9 @@ def test_every_refimpl_step_is_exactly_a_relation_step(
 def test_a_wrong_relation_is_caught() -> None:
     """The check is not vacuous: a refimpl step compared with another op's
     relation (close instead of send on a static port) is rejected."""
-    from evtchn_spec.refimpl.boot import boot
     from test_boot_model import System
+
+    from evtchn_spec.refimpl.boot import boot
 
     s = System(dom0=False)
     a, b = s.domu("domU1"), s.domu("domU2")

@@ -6,11 +6,12 @@ import json
 from pathlib import Path
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
 from evtchn_spec.cli import main
 from evtchn_spec.grammar.errors import InputError
 from evtchn_spec.refimpl.runtime import OPS, parse_trace
-from hypothesis import given
-from hypothesis import strategies as st
 
 DATA = Path(__file__).parent / "data"
 PAIR = str(DATA / "xen" / "pair-basic.dts")

@@ -10,6 +10,11 @@ from __future__ import annotations
 
 from typing import Any
 
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, rule
+from test_boot_model import System
+
 from evtchn_spec.grammar.errors import Span
 from evtchn_spec.refimpl.boot import boot
 from evtchn_spec.refimpl.runtime import (
@@ -21,10 +26,6 @@ from evtchn_spec.refimpl.runtime import (
     state_json,
 )
 from evtchn_spec.refimpl.xen_state import DOMID_SELF
-from hypothesis import HealthCheck, given, settings
-from hypothesis import strategies as st
-from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, rule
-from test_boot_model import System
 
 PORT = st.one_of(st.integers(0, 140), st.sampled_from([1023, 1024, 4095, 4096, 0xFFFFFFFF]))
 DOM = st.one_of(st.integers(0, 4), st.just(DOMID_SELF), st.just(0xFFFF))

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+from hypothesis import given
+from hypothesis import strategies as st
+from test_boot_model import System
+
 from evtchn_spec.refimpl.boot import boot
 from evtchn_spec.refimpl.evtchn_common import (
     EBUSY,
@@ -18,9 +22,6 @@ from evtchn_spec.refimpl.fifo import expand_array, init_control
 from evtchn_spec.refimpl.runtime import port_entries
 from evtchn_spec.refimpl.xen_state import DOMID_SELF, XenState
 from evtchn_spec.refimpl.xen_state import evtchn_set_priority as set_priority
-from hypothesis import given
-from hypothesis import strategies as st
-from test_boot_model import System
 
 
 def booted(dom0: bool = True, xsm: str = "silo") -> XenState:

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+
 from evtchn_spec.grammar import load
 from evtchn_spec.refimpl.boot import boot
 from evtchn_spec.refimpl.config import Config, xen_profile

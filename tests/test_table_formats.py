@@ -10,10 +10,11 @@ import subprocess
 from pathlib import Path
 
 import pytest
+from test_boot_model import System
+
 from evtchn_spec.cli import main
 from evtchn_spec.refimpl.boot import boot
 from evtchn_spec.render import table as tbl
-from test_boot_model import System
 
 DATA = Path(__file__).resolve().parent / "data" / "boot"
 OK = DATA / "three-domains-ok.dts"

@@ -12,6 +12,9 @@ from dataclasses import astuple
 from pathlib import Path
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
 from evtchn_spec.grammar import load
 from evtchn_spec.grammar.errors import Span
 from evtchn_spec.grammar.tree import (
@@ -30,8 +33,6 @@ from evtchn_spec.grammar.tree import (
     pack_pieces,
     unpack_pieces,
 )
-from hypothesis import given
-from hypothesis import strategies as st
 
 FILES = st.sampled_from(["a.dts", "dir/b.dtsi", "<stdin>"])
 POS = st.integers(min_value=1, max_value=2**31 - 1)

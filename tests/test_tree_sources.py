@@ -8,6 +8,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
+
 from evtchn_spec.cli.common import command_inputs
 from evtchn_spec.grammar import dts as dts_mod
 from evtchn_spec.grammar.dtb import read_dtb, write_dtb

@@ -16,6 +16,9 @@ import tempfile
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
 from evtchn_spec.grammar import load
 from evtchn_spec.grammar.dtb import read_dtb, write_dtb
 from evtchn_spec.grammar.errors import InputError
@@ -30,8 +33,6 @@ from evtchn_spec.grammar.uboot import (
 )
 from evtchn_spec.refimpl.check import check
 from evtchn_spec.refimpl.config import Config, xen_profile
-from hypothesis import given, settings
-from hypothesis import strategies as st
 
 DATA = Path(__file__).parent / "data" / "uboot"
 QEMU = DATA / "qemu-virt-smp2.dtb"

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+
 from evtchn_spec.cli import main as cli_main
 from evtchn_spec.oracle.compare import PORT_FIELDS, differences, run_differences
 

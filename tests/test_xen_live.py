@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+
 from evtchn_spec.conformance import corpus
 from evtchn_spec.conformance.cli import main as xen_main
 from evtchn_spec.conformance.tools import find_tools

@@ -12,6 +12,7 @@ import json
 from pathlib import Path
 
 import pytest
+
 from evtchn_spec.refimpl.config import xen_profile
 
 DATA = Path(__file__).resolve().parent / "data" / "xen"

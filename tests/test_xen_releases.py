@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+
 from evtchn_spec.conformance import corpus, report
 from evtchn_spec.conformance.cli import main as xen_main
 from evtchn_spec.conformance.cli import nearest_release

@@ -17,6 +17,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
 from evtchn_spec.cli import main as cli_main
 from evtchn_spec.conformance import corpus
 from evtchn_spec.grammar.dts import parse_dts
@@ -25,8 +28,6 @@ from evtchn_spec.oracle.compare import run_differences
 from evtchn_spec.refimpl.boot import boot
 from evtchn_spec.refimpl.config import Config, dom0_max_vcpus, host_cpus, xen_profile
 from evtchn_spec.refimpl.runtime import load_trace, run
-from hypothesis import given
-from hypothesis import strategies as st
 
 RUNTIME = Path(__file__).resolve().parent / "data" / "runtime"
 INDEX = corpus.load_index(RUNTIME)

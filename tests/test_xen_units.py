@@ -12,12 +12,13 @@ from pathlib import Path
 from typing import Any, cast
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
 from evtchn_spec.conformance import cli, dtbuild, fdt, qemu, report, trace
 from evtchn_spec.conformance.tools import ToolsMissing, find_tools
 from evtchn_spec.grammar.errors import InputError
 from evtchn_spec.oracle.compare import PORT_FIELDS, differences, run_differences
-from hypothesis import given, settings
-from hypothesis import strategies as st
 
 DATA = Path(__file__).resolve().parent / "data" / "xen"
 
