@@ -57,7 +57,6 @@ from lark.lexer import BasicLexer, LexerState, LexerThread
 from lark.parsers.lalr_parser import _Parser
 from lark.utils import TextSlice
 
-from .cpp import run_cpp
 from .errors import InputError, Span
 from .inputs import read_input, read_slice
 from .resolve import MK_LABEL, MK_PATH, MK_PHANDLE, LNode, LProp, Marker, Resolver, add_label
@@ -1251,6 +1250,9 @@ def parse_dts_owned(
     dirs = [os.fspath(d) for d in include_dirs]
     main_dir: str | None = os.path.dirname(name) or None
     if cpp:
+        # only with --cpp: the runner (subprocess, shutil) is 4-13 ms (python -X importtime)
+        from .cpp import run_cpp
+
         data = run_cpp(data, name, dirs)
     text = data.decode("latin-1")
     size = len(data)

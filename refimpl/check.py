@@ -11,13 +11,16 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
+from typing import TYPE_CHECKING
 
 from . import rules as R
 from .boot import BootResult, boot
 from .config import Config, Dialect, Endpoint, Loc, loc, prop_loc
 from .evtchn_common import ECS_RESERVED
-from .policy import Policy
 from .xen_state import EVTCHNS_PER_BUCKET
+
+if TYPE_CHECKING:  # (the policy reader is imported only where --policy is given)
+    from .policy import Policy
 
 
 @dataclass(frozen=True, slots=True)
