@@ -25,12 +25,20 @@ def evtchn_2l_set_pending(d: EvtchnDomain, vcpu: int, port: int) -> bool:
         return False
     d.evtchn_pending.add(port)
     if port not in d.evtchn_mask:
-        word = port // BITS_PER_EVTCHN_WORD
-        sel = d.evtchn_pending_sel.get(vcpu, 0)
-        if not sel >> word & 1:
-            d.evtchn_pending_sel[vcpu] = sel | 1 << word
-            return vcpu_mark_events_pending(d, vcpu)
+        return _select_word(d, vcpu, port)
     return False
+
+
+def _select_word(d: EvtchnDomain, vcpu: int, port: int) -> bool:
+    """Both set_pending and unmask end as Xen's do: set the port's word in the vCPU's
+    evtchn_pending_sel, and if it was clear, mark the vCPU's events pending (whether an
+    upcall was raised)."""
+    word = port // BITS_PER_EVTCHN_WORD
+    sel = d.evtchn_pending_sel.get(vcpu, 0)
+    if sel >> word & 1:
+        return False
+    d.evtchn_pending_sel[vcpu] = sel | 1 << word
+    return vcpu_mark_events_pending(d, vcpu)
 
 
 def evtchn_2l_clear_pending(d: EvtchnDomain, port: int) -> None:
@@ -44,11 +52,7 @@ def evtchn_2l_unmask(d: EvtchnDomain, port: int) -> bool:
     if port in d.evtchn_mask:
         d.evtchn_mask.discard(port)
         if port in d.evtchn_pending:
-            word = port // BITS_PER_EVTCHN_WORD
-            sel = d.evtchn_pending_sel.get(vcpu, 0)
-            if not sel >> word & 1:
-                d.evtchn_pending_sel[vcpu] = sel | 1 << word
-                return vcpu_mark_events_pending(d, vcpu)
+            return _select_word(d, vcpu, port)
     return False
 
 
