@@ -65,23 +65,42 @@ class Piece:
 
 # Packed pieces: a 100k-channel tree holds close to a million pieces, and as objects
 # (Piece + Span + list + line ints) they were most of its memory. A property built by
-# the DTS front end keeps them as one `bytes` of native ints instead: a file index,
-# then (offset, size, kind, line, column, end line, end column) per piece. `Property.pieces`
-# turns them back into equal Piece objects on each access. A Property also folds its own
-# span into its packed pieces, right after the file index (line, column, end line, end
-# column: the lengths 4 + 28n and 20 + 28n tell the two forms apart), and `span` reads
-# it back: 400k Span objects less at 100k channels, and the line numbers they held.
+# the DTS front end keeps them as one `bytes` of native ints instead: a file number,
+# then (offset, size, kind, line, column, end line, end column) per piece. The file
+# number is an index into the parse's `FileTable` (one per parse, a handful of names),
+# which the property holds. `Property.pieces` turns them back into equal Piece objects.
+# A Property also folds its own span into its packed pieces, right after the file
+# number (line, column, end line, end column: the lengths 4 + 28n and 20 + 28n tell
+# the two forms apart), and `span` reads it back: 400k Span objects less at 100k
+# channels, and the line numbers they held.
 _PIECE_KINDS: tuple[PieceKind, ...] = tuple(PieceKind)
 _KIND_INDEX: dict[PieceKind, int] = {k: i for i, k in enumerate(_PIECE_KINDS)}
-_FILES: list[str] = []  # file names seen in packed pieces (few: one per source file)
-_FILE_INDEX: dict[str, int] = {}
 _PACK_FIELDS = 7
 _PIECE_BYTES = 4 * _PACK_FIELDS
-_SPAN_BYTES = 16  # a folded span: 4 ints
 _INT_MIN, _INT_MAX = -(1 << 31), (1 << 31) - 1
 
 Pieces = list[Piece] | bytes  # either form, as `pack_pieces` returns it
 PIECE_KIND_INDEX = _KIND_INDEX  # a kind's number in the packed form (for pack_flat)
+
+
+class FileTable(list[str]):
+    """The file names one parse's packed pieces point into, by number. Each parse makes
+    its own, and every property packed by it keeps a reference: nothing about a parse
+    outlives its tree."""
+
+    __slots__ = ("_numbers",)
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._numbers: dict[str, int] = {}
+
+    def number(self, fname: str) -> int:
+        """fname's number, given on first use."""
+        n = self._numbers.get(fname)
+        if n is None:
+            n = self._numbers[fname] = len(self)
+            self.append(fname)
+        return n
 
 
 def _in_order(offs: Sequence[int], sizes: Sequence[int]) -> bool:
@@ -93,10 +112,10 @@ def _in_order(offs: Sequence[int], sizes: Sequence[int]) -> bool:
     return all(map(le, offs, rest)) and all(map(le, map(add, offs, sizes), rest))
 
 
-def pack_pieces(pieces: list[Piece]) -> Pieces:
+def pack_pieces(pieces: list[Piece], files: FileTable) -> Pieces:
     """The compact form of `pieces` (all in one file, in offset order, not overlapping),
-    or the list itself if it cannot be packed (several files, pieces out of order or
-    overlapping, or a number beyond 32 bits)."""
+    its file numbered in `files`, or the list itself if it cannot be packed (several
+    files, pieces out of order or overlapping, or a number beyond 32 bits)."""
     if not pieces:
         return pieces
     if not _in_order([p.offset for p in pieces], [p.size for p in pieces]):
@@ -111,17 +130,13 @@ def pack_pieces(pieces: list[Piece]) -> Pieces:
                  sp.end_column)
     if min(flat) < _INT_MIN or max(flat) > _INT_MAX:
         return pieces
-    idx = _FILE_INDEX.get(fname)
-    if idx is None:
-        idx = _FILE_INDEX[fname] = len(_FILES)
-        _FILES.append(fname)
-    return struct.pack(f"={len(flat) + 1}i", idx, *flat)
+    return struct.pack(f"={len(flat) + 1}i", files.number(fname), *flat)
 
 
 _INT_ARRAY_PACKS = array("i").itemsize == 4  # array('i') is the packed layout
 
 
-def pack_flat(fname: str, flat: list[int] | array[int],
+def pack_flat(fname: str, flat: list[int] | array[int], files: FileTable,
               span: tuple[int, int, int, int] | None = None) -> bytes | None:
     """The packed form made straight from ints, 7 a piece as above (the kind by
     PIECE_KIND_INDEX), with a property's span (line, column, end line, end column)
@@ -135,20 +150,15 @@ def pack_flat(fname: str, flat: list[int] | array[int],
     if type(flat) is array and _INT_ARRAY_PACKS and flat.typecode == "i":
         if span is not None and (min(span) < _INT_MIN or max(span) > _INT_MAX):
             return None
-        idx = _FILE_INDEX.get(fname)
+        idx = files._numbers.get(fname)  # (the hot path: no method call when known)
         if idx is None:
-            idx = _FILE_INDEX[fname] = len(_FILES)
-            _FILES.append(fname)
+            idx = files.number(fname)
         head = struct.pack("=i", idx) if span is None else struct.pack("=5i", idx, *span)
         return b"".join((head, memoryview(flat)))  # (one copy, not two)
     ints = list(flat) if span is None else [*span, *flat]
     if ints and (min(ints) < _INT_MIN or max(ints) > _INT_MAX):
         return None
-    idx = _FILE_INDEX.get(fname)
-    if idx is None:
-        idx = _FILE_INDEX[fname] = len(_FILES)
-        _FILES.append(fname)
-    return struct.pack(f"={len(ints) + 1}i", idx, *ints)
+    return struct.pack(f"={len(ints) + 1}i", files.number(fname), *ints)
 
 
 def flat_pieces(fname: str, flat: list[int] | array[int]) -> list[Piece]:
@@ -181,14 +191,15 @@ class _KindView(Sequence[PieceKind]):
         return _PIECE_KINDS[self._ints[i]]
 
 
-def unpack_pieces(pieces: Pieces) -> list[Piece]:
-    """Piece objects for either form (a fresh list each time)."""
+def unpack_pieces(pieces: Pieces, files: Sequence[str]) -> list[Piece]:
+    """Piece objects for either form (a fresh list each time); `files` is the table the
+    packed form was numbered in."""
     if not isinstance(pieces, bytes):
         return list(pieces)
     if len(pieces) < 4:
         raise ValueError("not packed pieces")  # WHOLE_CELL: the property expands it
     ints = struct.unpack(f"={len(pieces) // 4}i", pieces)
-    fname = _FILES[ints[0]]
+    fname = files[ints[0]]
     kinds = _PIECE_KINDS
     first = 1 if (len(pieces) - 4) % _PIECE_BYTES == 0 else 5  # after a folded span
     return [
@@ -198,9 +209,9 @@ def unpack_pieces(pieces: Pieces) -> list[Piece]:
     ]
 
 
-def _fold_span(pieces: bytes, span: Span) -> bytes | None:
+def _fold_span(pieces: bytes, span: Span, files: Sequence[str]) -> bytes | None:
     """`pieces` (packed, without a span) with `span` folded in, if it fits."""
-    if (len(pieces) - 4) % _PIECE_BYTES or _FILES[_unpack_idx(pieces)[0]] != span.file:
+    if (len(pieces) - 4) % _PIECE_BYTES or files[_unpack_idx(pieces)[0]] != span.file:
         return None
     ints = (span.line, span.column, span.end_line, span.end_column)
     if min(ints) < _INT_MIN or max(ints) > _INT_MAX:
@@ -208,11 +219,9 @@ def _fold_span(pieces: bytes, span: Span) -> bytes | None:
     return pieces[:4] + _pack_span(*ints) + pieces[4:]
 
 
-def _folded_span(pieces: Pieces | None) -> Span | None:
-    if not isinstance(pieces, bytes) or (len(pieces) - 4 - _SPAN_BYTES) % _PIECE_BYTES:
-        return None
+def _folded_span(pieces: bytes, files: Sequence[str]) -> Span:
     idx, line, col, eline, ecol = _unpack_head(pieces)
-    return Span(_FILES[idx], line, col, eline, ecol)
+    return Span(files[idx], line, col, eline, ecol)
 
 
 _unpack_idx = struct.Struct("=i").unpack_from
@@ -232,13 +241,16 @@ RawRef = tuple[int, int, str, Span | None]
 Refs = list[Ref] | list[RawRef]
 
 
-def _expand_refs(raw: list[RawRef], pieces: Pieces | None) -> list[Ref]:
-    at: dict[int, Span] = {}
-    if any(r[3] is None for r in raw):
-        at = {p.offset: p.span for p in unpack_pieces(pieces or []) if p.kind is PieceKind.REF}
-    return [Ref(off, RefKind.PHANDLE if kind == MARK_PHANDLE else RefKind.PATH, target,
-                sp if sp is not None else at[off], target.startswith("/"))
-            for off, kind, target, sp in raw]
+def _expand_refs(raw: list[RawRef], prop: Property) -> list[Ref]:
+    refs = []
+    for off, kind, target, sp in raw:
+        if sp is None:
+            piece = prop.piece_at(off)
+            assert piece is not None, "a reference without a span or a piece"
+            sp = piece.span
+        refs.append(Ref(off, RefKind.PHANDLE if kind == MARK_PHANDLE else RefKind.PATH,
+                        target, sp, target.startswith("/")))
+    return refs
 
 
 class Property:
@@ -248,6 +260,11 @@ class Property:
     (most properties have neither), `pieces` may be held packed and `span` folded
     into them (see above). Reading and assigning every attribute works as on a plain
     object.
+
+    The slots are private to this class, with one arrangement for the DTS front end's
+    working property (grammar/worktree.py's LProp, which becomes the public Property
+    in place): while the tree is worked on, `_labels` and `_refs` hold its working
+    forms, until `_publish` sets the public ones (where the two differ).
     """
 
     __slots__ = ("_labels", "_pieces", "_refs", "_span", "name", "value")
@@ -260,36 +277,67 @@ class Property:
         labels: list[str] | None = None,
         refs: Refs | None = None,
         pieces: Pieces | None = None,
+        files: FileTable | None = None,
     ) -> None:
+        """`files` is the table packed `pieces` were numbered in (pack_pieces)."""
         self.name = name
         self.value = value
         self._labels = labels
         self._refs: Refs | None = refs  # Ref objects, or raw tuples (see RawRef)
-        # the assignment that gave the final value; None while folded into the pieces
-        self._span: Span | None = span
+        # the assignment that gave the final value, or, while it is folded into the
+        # packed pieces, the FileTable they are numbered in
+        self._span: Span | FileTable = span
         self._pieces: Pieces | None = pieces
-        if isinstance(pieces, bytes) and len(pieces) > 4:
-            folded = _fold_span(pieces, span)
+        if isinstance(pieces, bytes) and pieces is not WHOLE_CELL:
+            assert files is not None, "packed pieces without their file table"
+            folded = _fold_span(pieces, span, files)
             if folded is not None:
                 self._pieces = folded
-                self._span = None
+                self._span = files
+            else:  # (a span in another file than its value: cpp line markers)
+                self._pieces = unpack_pieces(pieces, files)
+
+    def _init_folded(self, name: str, value: bytes, refs: list[RawRef] | None,
+                     pieces: bytes, files: FileTable) -> None:
+        """The constructor's work for pieces that pack_flat packed with the span already
+        folded in (the DTS front end's hot path: no Span object is ever made)."""
+        self.name = name
+        self.value = value
+        self._labels = None
+        self._refs = refs
+        self._span = files
+        self._pieces = pieces
+
+    def _take_source(self, other: Property) -> None:
+        """The span and pieces of `other` (a later assignment of the same property)."""
+        self._pieces = other._pieces
+        self._span = other._span
+
+    def _publish(self, refs: Refs | None, labels: list[str] | None) -> None:
+        """The public forms of references and labels, in place of the working ones."""
+        self._refs = refs
+        self._labels = labels
 
     @property
     def span(self) -> Span:
         sp = self._span
-        if sp is None:
-            sp = _folded_span(self._pieces)
-            assert sp is not None, "a property without a span"
-        return sp
+        if type(sp) is Span:
+            return sp
+        return _folded_span(self._pieces, sp)  # type: ignore[arg-type]
 
     @span.setter
     def span(self, value: Span) -> None:
+        if type(self._span) is not Span:
+            self._unfold()
         self._span = value
 
-    def _keep_span(self) -> None:
-        """Before the packed pieces are replaced: the span folded in them is kept."""
-        if self._span is None:
-            self._span = _folded_span(self._pieces)
+    def _unfold(self) -> None:
+        """The pieces as a list, the span as a Span (before either is replaced)."""
+        files = self._span
+        if type(files) is not Span:
+            pcs = self._pieces
+            self._span = _folded_span(pcs, files)  # type: ignore[arg-type]
+            self._pieces = unpack_pieces(pcs, files)  # type: ignore[arg-type]
 
     @property
     def labels(self) -> list[str]:
@@ -307,7 +355,7 @@ class Property:
         if refs is None:
             refs = self._refs = []
         elif refs and type(refs[0]) is tuple:
-            refs = self._refs = _expand_refs(refs, self._pieces)
+            refs = self._refs = _expand_refs(refs, self)
         return cast(list[Ref], refs)
 
     @refs.setter
@@ -324,13 +372,13 @@ class Property:
         elif pcs is WHOLE_CELL:
             pcs = self._pieces = [Piece(0, len(self.value), PieceKind.CELL, self.span)]
         elif isinstance(pcs, bytes):
-            self._keep_span()
-            pcs = self._pieces = unpack_pieces(pcs)
-        return pcs
+            self._unfold()
+            pcs = self._pieces
+        return cast(list[Piece], pcs)
 
     @pieces.setter
     def pieces(self, value: list[Piece]) -> None:
-        self._keep_span()
+        self._unfold()
         self._pieces = value
 
     def __repr__(self) -> str:
@@ -370,7 +418,8 @@ class Property:
             first = 1 if (len(pcs) - 4) % _PIECE_BYTES == 0 else 5
             at = first + hit * _PACK_FIELDS
             o, n, k, line, col, eline, ecol = ints[at : at + _PACK_FIELDS]
-            return Piece(o, n, _PIECE_KINDS[k], Span(_FILES[ints[0]], line, col, eline, ecol))
+            files = cast(FileTable, self._span)
+            return Piece(o, n, _PIECE_KINDS[k], Span(files[ints[0]], line, col, eline, ecol))
         plist = self.pieces if isinstance(pcs, bytes) else (pcs or [])  # (WHOLE_CELL)
         for p in plist:
             if p.offset <= offset < p.offset + p.size:

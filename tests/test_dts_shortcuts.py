@@ -23,7 +23,7 @@ from typing import Any
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from evtchn_spec.grammar import dts
+from evtchn_spec.grammar import dts, lexer
 from evtchn_spec.grammar.dtb import write_dtb
 from evtchn_spec.grammar.dts import parse_dts
 from evtchn_spec.grammar.errors import InputError
@@ -225,18 +225,18 @@ def base_grammar_only() -> Iterator[None]:
 def token_counts() -> Iterator[collections.Counter[str]]:
     """Counts the tokens the fast parser is fed, by type."""
     counts: collections.Counter[str] = collections.Counter()
-    lex = dts._Lexer.lex
+    lex = lexer.Lexer.lex
 
     def counting(self: Any, state: Any, parser_state: Any) -> Iterator[Any]:
         for tok in lex(self, state, parser_state):
             counts[tok.type] += 1
             yield tok
 
-    dts._Lexer.lex = counting  # type: ignore[method-assign]
+    lexer.Lexer.lex = counting  # type: ignore[method-assign]
     try:
         yield counts
     finally:
-        dts._Lexer.lex = lex  # type: ignore[method-assign]
+        lexer.Lexer.lex = lex  # type: ignore[method-assign]
 
 
 # ---- the properties ----

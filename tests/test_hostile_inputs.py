@@ -28,11 +28,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from evtchn_spec import cli
-from evtchn_spec.grammar import dts as dts_mod
-from evtchn_spec.grammar import load
-from evtchn_spec.grammar.dts import MAX_NODE_DEPTH, parse_dts
+from evtchn_spec.grammar import load, shortcuts
+from evtchn_spec.grammar.dts import parse_dts
 from evtchn_spec.grammar.errors import InputError
-from evtchn_spec.grammar.tree import unpack_pieces
+from evtchn_spec.grammar.lexer import MAX_NODE_DEPTH
 from evtchn_spec.refimpl.boot import boot
 from evtchn_spec.refimpl.config import Config, xen_profile
 from evtchn_spec.refimpl.policy import Policy
@@ -510,18 +509,19 @@ def test_bulk_cells_equal_the_element_loop(values: list[int], sep: str, hexa: bo
     words = [f"{v:#x}" if hexa and v % 3 else str(v) for v in values]
     src = f"/dts-v1/;\n/ {{ a = <{sep.join(words)}>; b = <1 2>, <{sep.join(words)}>; }};\n"
     bulk = parse_dts(src.encode(), "c.dts")
-    old = dts_mod._BULK_MIN
+    old = shortcuts._BULK_MIN
     try:
-        dts_mod._BULK_MIN = 1 << 40  # the loop, element by element
+        shortcuts._BULK_MIN = 1 << 40  # the loop, element by element
         loop = parse_dts(src.encode(), "c.dts")
     finally:
-        dts_mod._BULK_MIN = old
+        shortcuts._BULK_MIN = old
     for name in ("a", "b"):
         p, q = bulk.root.properties[name], loop.root.properties[name]
         assert p.value == q.value and p.span == q.span
-        assert unpack_pieces(p._pieces) == unpack_pieces(q._pieces)  # type: ignore[arg-type]
+        assert isinstance(p._pieces, bytes) and p._pieces == q._pieces  # packed alike
         assert [p.piece_at(k) for k in range(0, len(p.value), 97)] == \
                [q.piece_at(k) for k in range(0, len(q.value), 97)]
+        assert p.pieces == q.pieces
 
 
 def test_a_property_of_a_million_cells_in_bounded_memory(tmp_path: Path) -> None:

@@ -22,6 +22,7 @@ from evtchn_spec.grammar.tree import (
     MARK_PHANDLE,
     PIECE_KIND_INDEX,
     WHOLE_CELL,
+    FileTable,
     Node,
     Piece,
     PieceKind,
@@ -58,7 +59,8 @@ def piece_lists(draw: st.DrawFn) -> list[Piece]:
 
 @given(piece_lists(), spans())
 def test_a_property_reads_back_its_span_and_pieces(pieces: list[Piece], span: Span) -> None:
-    prop = Property("p", b"\0" * 8, span, pieces=pack_pieces(pieces))
+    files = FileTable()
+    prop = Property("p", b"\0" * 8, span, pieces=pack_pieces(pieces, files), files=files)
     assert prop.span == span
     off = pieces[-1].offset
     assert prop.piece_at(off) == next((p for p in pieces if p.offset <= off < p.offset + p.size),
@@ -71,19 +73,21 @@ def test_a_property_reads_back_its_span_and_pieces(pieces: list[Piece], span: Sp
 def test_assigning_pieces_or_span_replaces_only_that(pieces: list[Piece], span: Span,
                                                      other: list[Piece], other_span: Span
                                                      ) -> None:
-    prop = Property("p", b"", span, pieces=pack_pieces(pieces))
+    files = FileTable()
+    prop = Property("p", b"", span, pieces=pack_pieces(pieces, files), files=files)
     prop.pieces = other
     assert (prop.span, prop.pieces) == (span, other)
     prop.span = other_span
     assert (prop.span, prop.pieces) == (other_span, other)
-    prop2 = Property("p", b"", span, pieces=pack_pieces(pieces))
+    prop2 = Property("p", b"", span, pieces=pack_pieces(pieces, files), files=files)
     prop2.span = other_span
     assert (prop2.span, prop2.pieces) == (other_span, pieces)
 
 
 @given(piece_lists())
 def test_unpack_inverts_pack(pieces: list[Piece]) -> None:
-    assert unpack_pieces(pack_pieces(pieces)) == pieces
+    files = FileTable()
+    assert unpack_pieces(pack_pieces(pieces, files), files) == pieces
 
 
 @given(piece_lists(), st.one_of(st.none(), spans()))
@@ -96,13 +100,14 @@ def test_flat_packing_is_pack_pieces(pieces: list[Piece], span: Span | None) -> 
                                          *astuple(p.span)[1:])]
     assert flat_pieces(f, flat) == pieces
     sp = None if span is None else Span(f, *astuple(span)[1:])
-    packed = pack_flat(f, flat, None if sp is None else astuple(sp)[1:])
+    files = FileTable()
+    packed = pack_flat(f, flat, files, None if sp is None else astuple(sp)[1:])
     if packed is None:  # a number beyond 32 bits
-        assert pack_pieces(pieces) == pieces or sp is not None
+        assert pack_pieces(pieces, files) == pieces or sp is not None
         return
-    assert unpack_pieces(packed) == pieces
+    assert unpack_pieces(packed, files) == pieces
     if sp is not None:
-        prop = Property("p", b"", sp, pieces=pack_pieces(pieces))
+        prop = Property("p", b"", sp, pieces=pack_pieces(pieces, files), files=files)
         assert prop._pieces == packed  # Property folds its span the same way
 
 
@@ -112,7 +117,7 @@ def test_whole_cell_is_one_cell_at_the_property_span(span: Span, value: bytes) -
     assert prop.piece_at(0) == (Piece(0, len(value), PieceKind.CELL, span) if value else None)
     assert prop.pieces == [Piece(0, len(value), PieceKind.CELL, span)]
     with pytest.raises(ValueError):
-        unpack_pieces(WHOLE_CELL)
+        unpack_pieces(WHOLE_CELL, FileTable())
 
 
 @given(st.lists(st.tuples(st.integers(0, 100), st.sampled_from([MARK_PHANDLE, MARK_PATH]),
@@ -179,7 +184,7 @@ def test_a_parsed_tree_uses_the_compact_forms(tmp_path: Path) -> None:
     ev = b.get("xen,evtchn")
     ph = a.get("phandle")
     assert compat is not None and ev is not None and ph is not None
-    assert compat._span is None and isinstance(compat._pieces, bytes)  # span folded
+    assert isinstance(compat._span, FileTable) and isinstance(compat._pieces, bytes)  # folded
     assert ph._pieces is WHOLE_CELL and ph.span == a.span
     assert ev._refs is not None and type(ev._refs[0]) is tuple  # raw until read
     assert ev._refs[0][3] is None  # a `<&label>` cell's span is its REF piece's

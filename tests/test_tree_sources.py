@@ -84,3 +84,25 @@ def test_parses_keep_no_module_state(tmp_path: Path) -> None:
         for _ in range(3):
             assert list(pool.map(run, list(range(len(texts))) * 2)) == alone * 2
     assert not any(k in vars(dts_mod) for k in ("_CTX", "_LOCK"))
+
+
+def test_no_parse_state_outlives_its_tree(tmp_path: Path) -> None:
+    """The file names packed pieces point at belong to the parse: a second parse of
+    other files numbers its own, and no module of the front end keeps a growing table."""
+    import evtchn_spec.grammar as pkg
+
+    def tables(tree_: object) -> set[int]:
+        root = tree_.root  # type: ignore[attr-defined]
+        return {id(p._span) for p in root.prop_list() if type(p._span) is not type(root.span)}
+
+    before = {name: len(v) for mod in list(vars(pkg).values()) if hasattr(mod, "__dict__")
+              for name, v in vars(mod).items() if isinstance(v, (list, dict, set))}
+    one = parse_dts(b"/dts-v1/;\n/ { a = <1>; b = <2 3>; };\n", str(tmp_path / "one.dts"))
+    two = parse_dts(b"/dts-v1/;\n/ { a = <1>; };\n", str(tmp_path / "two.dts"))
+    assert len(tables(one)) == 1 and len(tables(two)) == 1 and tables(one) != tables(two)
+    for tree_, name in ((one, "one.dts"), (two, "two.dts")):
+        (table,) = {tuple(p._span) for p in tree_.root.prop_list()}  # type: ignore[arg-type]
+        assert table == (str(tmp_path / name),)
+    after = {name: len(v) for mod in list(vars(pkg).values()) if hasattr(mod, "__dict__")
+             for name, v in vars(mod).items() if isinstance(v, (list, dict, set))}
+    assert after == before
