@@ -1,4 +1,4 @@
-"""The reference boot against what real Xen 4.17 did (recorded in tests/data/xen/).
+"""The reference boot and run against what real Xen did (recorded in tests/data/xen/).
 
 Every CASE.dts there was booted on Debian's Xen 4.17 arm64 under QEMU by
 `python -m evtchn_spec.conformance.corpus`; CASE.json is what Xen did.  The
@@ -17,7 +17,11 @@ from typing import Any
 import pytest
 
 from evtchn_spec.cli import main as cli_main
+from evtchn_spec.conformance import corpus
+from evtchn_spec.grammar import load
 from evtchn_spec.oracle.compare import PORT_FIELDS, differences, run_differences
+from evtchn_spec.refimpl.check import check
+from evtchn_spec.refimpl.config import Config
 
 DATA = Path(__file__).resolve().parent / "data" / "xen"
 CASES = sorted(DATA.glob("*.dts"))
@@ -48,6 +52,16 @@ def test_reference_matches_real_xen(case: Path) -> None:
     xen = recorded(case)
     ref = reference_boot(case)
     assert differences(xen, ref) == []
+
+
+@pytest.mark.parametrize("case", CASES, ids=[c.stem for c in CASES])
+def test_check_fails_exactly_where_xen_does(case: Path) -> None:
+    """check reports an error exactly where Xen panicked or left a channel out."""
+    xen = recorded(case)
+    cfg = Config.from_tree(load(case))
+    res = check(cfg)
+    missing = [e for e in cfg.endpoints if id(e.node) not in res.boot.realised]
+    assert (res.errors > 0) == (xen["outcome"] == "panic" or bool(missing))
 
 
 @pytest.mark.parametrize("case", CASES, ids=[c.stem for c in CASES])
@@ -122,3 +136,44 @@ def test_reference_run_matches_real_xen(run: Path) -> None:
     doc = json.loads(run.read_text())
     ref = reference_run(DATA / f"{name}.dts", DATA / f"{name}.trace.json")
     assert run_differences(doc, ref) == []
+
+
+# -- every release: the reference `boot --xen V` / `run --xen V` against what V did ------
+
+INDEX = corpus.load_index(DATA)
+PAIRS = sorted((case, release) for case, entry in INDEX["cases"].items()
+               for release in entry["base"] + entry["own"])
+# Known disagreements between the reference and a real release: (case, release) ->
+# why.  Each is a strict xfail, so a fix (or a changed recording) shows up.
+KNOWN: dict[tuple[str, str], str] = {}
+
+
+def _ref(case: str, release: str, *, trace: bool = False) -> dict[str, Any]:
+    path = DATA / f"{case}.dts"
+    sub = ["run", str(path), str(DATA / f"{case}.trace.json")] if trace else ["boot", str(path)]
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        cli_main([*sub, "--format", "json", "--dialect", "xen", "--xen", release])
+    doc: dict[str, Any] = json.loads(out.getvalue())
+    return doc
+
+
+def test_every_case_is_recorded_on_every_release() -> None:
+    cases = {p.stem for p in DATA.glob("*.dts")}
+    assert set(INDEX["cases"]) == cases
+    for case, entry in INDEX["cases"].items():
+        assert sorted(entry["base"] + entry["own"], key=corpus.RELEASES.index) == list(
+            INDEX["releases"]), case
+    assert {"4.17", "4.20"} <= set(INDEX["releases"])
+
+
+@pytest.mark.parametrize("case,release", [
+    pytest.param(c, r, marks=pytest.mark.xfail(strict=True, reason=KNOWN[(c, r)]))
+    if (c, r) in KNOWN else (c, r) for c, r in PAIRS], ids=[f"{r}-{c}" for c, r in PAIRS])
+def test_reference_matches_each_release(case: str, release: str) -> None:
+    want = corpus.recording(DATA, case, release)
+    assert want is not None
+    assert differences(want, _ref(case, release)) == []
+    want_run = corpus.recording(DATA, case, release, run=True)
+    if want_run is not None:
+        assert run_differences(want_run, _ref(case, release, trace=True)) == []
