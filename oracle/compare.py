@@ -51,9 +51,6 @@ class Profile:
     status_call_fields: tuple[str, ...]    # per call of `status` only
     port_change_fields: tuple[str, ...]    # a call's changes of a port (they name one)
     domain_change_fields: tuple[str, ...]  # a call's changes of a domain
-    # Fields where a missing key differs from null. spec/oracle.md §2 says the two are
-    # the same thing; `diff` has always told them apart for these, and still does.
-    presence_fields: tuple[str, ...]
     # The order differences are listed in, as each caller has always listed them.
     domain_key: Callable[[str], Any]
     port_key: Callable[[Any], Any]
@@ -74,7 +71,6 @@ DIFF_PROTOCOL = Profile(
     port_fields=PORT_FIELDS, call_fields=("rc", "port", "out"), status_call_fields=(),
     port_change_fields=(*PORT_FIELDS, "vcpu", "virq", "linked"),
     domain_change_fields=("abi", "domain"),
-    presence_fields=("outcome", "error", "panic", "rc", "port", "out"),
     domain_key=lambda domid: (len(domid), domid),
     port_key=lambda port: (not isinstance(port, int), str(port)),
     got_changes_first=False)
@@ -84,7 +80,7 @@ REAL_XEN = Profile(
     panic_fields=("error", "panic"), panic_fields_if_both=("node",), domain_fields=("name",),
     port_fields=PORT_FIELDS, call_fields=("rc", "port"), status_call_fields=("out",),
     port_change_fields=("status", "remote_dom", "remote_port", "pending", "masked"),
-    domain_change_fields=(), presence_fields=(),
+    domain_change_fields=(),
     domain_key=_domid_number, port_key=_port_number, got_changes_first=True)
 
 
@@ -128,9 +124,8 @@ def _show(v: Any) -> str:
     return "(absent)" if v is ABSENT else json.dumps(v)
 
 
-def _same(key: str, a: Any, b: Any, profile: Profile) -> bool:
-    if key in profile.presence_fields:
-        return bool(a == b)
+def _same(a: Any, b: Any) -> bool:
+    """spec/oracle.md §2: a missing key and a null value are the same thing."""
     return bool((None if a is ABSENT else a) == (None if b is ABSENT else b))
 
 
@@ -146,12 +141,12 @@ def compare_boot(exp: dict[str, Any], got: dict[str, Any], profile: Profile, *,
         out.append(Difference(case, doc, where, dom, port, field_, e, g))
 
     e, g = exp.get("outcome", ABSENT), got.get("outcome", ABSENT)
-    if not _same("outcome", e, g, profile):
+    if not _same(e, g):
         d("outcome", e, g)
         return out
     if e == "panic":
         for k in profile.panic_fields:
-            if not _same(k, exp.get(k, ABSENT), got.get(k, ABSENT), profile):
+            if not _same(exp.get(k, ABSENT), got.get(k, ABSENT)):
                 d(k, exp.get(k, ABSENT), got.get(k, ABSENT))
         for k in profile.panic_fields_if_both:
             if exp.get(k) and got.get(k) and exp[k] != got[k]:
@@ -207,7 +202,7 @@ def compare_run(exp: dict[str, Any], got: dict[str, Any], profile: Profile, *,
         fields = profile.call_fields + (profile.status_call_fields
                                         if a.get("op") == "status" else ())
         for f in fields:
-            if not _same(f, a.get(f, ABSENT), b.get(f, ABSENT), profile):
+            if not _same(a.get(f, ABSENT), b.get(f, ABSENT)):
                 out.append(Difference(case, "run", where, None, None, f, a.get(f, ABSENT),
                                       b.get(f, ABSENT)))
         ea, gb = _change_set(a, profile), _change_set(b, profile)

@@ -155,3 +155,22 @@ def test_call_fields_and_changes_count_exactly_when_the_profile_names_them(
     got = compare_run(run, other, profile)
     assert [(d.field, d.expected) for d in got] == \
         ([(f"change {c['field']}", ABSENT)] if named else [])
+
+
+def _drop_nulls(doc: Any) -> Any:
+    """The same document with every null-valued key left out (lists keep their items)."""
+    if isinstance(doc, dict):
+        return {k: _drop_nulls(v) for k, v in doc.items() if v is not None}
+    if isinstance(doc, list):
+        return [_drop_nulls(v) for v in doc]
+    return doc
+
+
+@pytest.mark.parametrize("profile", PROFILES, ids=lambda p: p.name)
+@given(doc=boot_st, run=run_st)
+def test_a_missing_key_is_a_null_value(profile: Profile, doc: dict[str, Any],
+                                       run: dict[str, Any]) -> None:
+    """spec/oracle.md §2: leaving out a key that is null changes no comparison."""
+    assert compare_boot(doc, _drop_nulls(doc), profile) == []
+    assert compare_boot(_drop_nulls(doc), doc, profile) == []
+    assert compare_run(run, _drop_nulls(run), profile) == []
