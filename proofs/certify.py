@@ -133,12 +133,14 @@ def eval_script(script: str) -> list[str]:
     return [ln.strip() for ln in out.splitlines() if ln.strip()]
 
 
-def explain_sat(ob: Obligation, timeout_ms: int) -> Counterexample:
+def explain_sat(ob: Obligation, timeout_ms: int, ctx: z3.Context | None = None
+                ) -> Counterexample:
     """Read the model of a violated obligation: which candidate breaks the rule.
 
     Through the Python API's model rather than SMT-LIB get-value, which crashed
-    Z3 5.4.1 on some of these queries after push/check-sat (seen in testing)."""
-    ctx = z3.Context()
+    Z3 5.4.1 on some of these queries after push/check-sat (seen in testing). `ctx`:
+    a context to reuse (a solver of its own is made in it either way)."""
+    ctx = ctx or z3.Context()
     solver = z3.Solver(ctx=ctx)
     if timeout_ms:
         solver.set("timeout", timeout_ms)
@@ -171,20 +173,22 @@ def explain_sat(ob: Obligation, timeout_ms: int) -> Counterexample:
     return Counterexample(f"{ob.rule} is violated in {ob.scope}", [])
 
 
-def core(ob: Obligation, negate: bool, timeout_ms: int) -> list[Cite]:
+def core(ob: Obligation, negate: bool, timeout_ms: int, ctx: z3.Context | None = None
+         ) -> list[Cite]:
     """The DTS places of a minimal unsat core: of facts + violation (a proof: what it
-    needs) or of facts + not violation (a conflict: what forces it)."""
+    needs) or of facts + not violation (a conflict: what forces it). `ctx`: a context
+    to reuse; the script starts with (reset), so nothing of an earlier one remains."""
     text = ob.text(named=True)
     if negate:
         last = f"(assert {ob.violation})\n"
         assert text.endswith(last)
         text = text[: -len(last)] + f"(assert (not {ob.violation}))\n"
-    head = (f"(set-option :timeout {timeout_ms})\n" if timeout_ms > 0 else "") + (
+    head = "(reset)\n" + (f"(set-option :timeout {timeout_ms})\n" if timeout_ms > 0 else "") + (
         "(set-option :produce-unsat-cores true)\n(set-option :smt.core.minimize true)\n"
         f"(set-logic {LOGIC})\n")
-    ctx = z3.Context()
+    ctx = ctx or z3.Context()
     out = z3.Z3_eval_smtlib2_string(ctx.ref(), head + text + "(check-sat)\n(get-unsat-core)\n")
-    lines = out.split("\n", 1)
+    lines = out.lstrip("\n").split("\n", 1)
     if lines[0].strip() != "unsat" or len(lines) < 2:
         return []
     names = set(lines[1].replace("(", " ").replace(")", " ").split())
@@ -197,6 +201,27 @@ def core(ob: Obligation, negate: bool, timeout_ms: int) -> list[Cite]:
                 seen.add(key)
                 places.append(cite)
     return places
+
+
+class _Contexts:
+    """Z3 contexts for a rule's counterexamples, or for its cores, each one used for
+    up to REUSE queries: a broken tree has hundreds of counterexamples, and making a
+    context costs about 3 ms (a tenth of a minimised core), while one context kept
+    for ever grows Z3's own tables. Dropped when the rule is done, before the next
+    rule's queries run."""
+
+    REUSE = 32
+
+    def __init__(self) -> None:
+        self._ctx: z3.Context | None = None
+        self._uses = 0
+
+    def next(self) -> z3.Context:
+        if self._ctx is None or self._uses >= self.REUSE:
+            self._ctx = z3.Context()
+            self._uses = 0
+        self._uses += 1
+        return self._ctx
 
 
 def run(obs: list[Obligation], timeout_s: float = 0.0, explain: bool = False,
@@ -223,16 +248,18 @@ def run_groups(groups: Iterable[tuple[str, list[Obligation]]], timeout_s: float 
         if len(answers) != len(group):
             raise RuntimeError(f"internal: {len(answers)} answers for {len(group)} queries")
         verdicts = []
+        models, cores_at = _Contexts(), _Contexts()
         for ob, ans in zip(group, answers, strict=True):
             ans = ans if ans in ("sat", "unsat") else "unknown"
             v = Verdict(ob, ans)
             if ans == "sat":
-                v.counterexample = explain_sat(ob, ms)
+                v.counterexample = explain_sat(ob, ms, models.next())
                 if cores:
-                    v.core = core(ob, True, ms)
+                    v.core = core(ob, True, ms, cores_at.next())
             elif ans == "unsat" and explain:
-                v.core = core(ob, False, ms)
+                v.core = core(ob, False, ms, cores_at.next())
             verdicts.append(v)
+        del models, cores_at
         report = RuleReport(rule, CLAIMS.get(rule, rule), verdicts, time.perf_counter() - t0)
         reports.append(report)
         if done is not None:
