@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from typing import Any
 
 from evtchn_spec.refimpl.boot import boot, to_text
+from evtchn_spec.render.json_stream import write_json
 
 from .common import EXIT_OK, EXIT_VIOLATION, add_tree_arguments, load_config
 
@@ -22,7 +22,7 @@ def register(sub: Any) -> None:
 def cmd_boot(args: argparse.Namespace) -> int:
     res = boot(load_config(args), trace=args.format == "text")
     if args.format == "json":
-        sys.stdout.write(json.dumps(res.to_json(), indent=2) + "\n")
+        write_json(sys.stdout, res.json_head(), "domains", res.json_domains())
     else:
         sys.stdout.write(to_text(res))
     return EXIT_OK if res.outcome == "booted" else EXIT_VIOLATION

@@ -23,6 +23,7 @@ recorded as `Quirk`s for `check` to report as warnings.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -117,19 +118,29 @@ class BootResult:
 
     def to_json(self) -> dict[str, Any]:
         """The `boot --format json` document (ARCHITECTURE.md, spec/boot.md)."""
+        doc = self.json_head()
+        if "domains" in doc:
+            doc["domains"] = dict(self.json_domains())
+        return doc
+
+    def json_head(self) -> dict[str, Any]:
+        """The document with its `domains` (if booted) left for `json_domains` to give,
+        one domain at a time (a writer need not hold them all: render.json_stream)."""
         if self.failure is not None:
             f = self.failure
             return {"format": 1, "outcome": "panic", "error": f.error, "panic": f.panic,
                     "node": f.node, "rule": f.rule, "dialect": self.config.dialects_used}
-        doms: dict[str, Any] = {}
+        return {"format": 1, "outcome": "booted", "domains": None,
+                "dialect": self.config.dialects_used}
+
+    def json_domains(self) -> Iterator[tuple[str, dict[str, Any]]]:
+        """The `domains` member of the booted document, entry by entry, in order."""
         for spec in self.domains:
             d = self.state.domains.get(spec.domid)
             if d is None:
                 continue
             ports = [port_json(pv) for pv in d.used_ports()]
-            doms[str(spec.domid)] = {"name": spec.name, "ports": ports}
-        return {"format": 1, "outcome": "booted", "domains": doms,
-                "dialect": self.config.dialects_used}
+            yield str(spec.domid), {"name": spec.name, "ports": ports}
 
 
 # The fields of a port entry of `boot --format json` after "port", in order
