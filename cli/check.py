@@ -49,5 +49,5 @@ def cmd_check(args: argparse.Namespace) -> int:
     elif args.format == "github":
         sys.stdout.write(report.to_github(result))
     else:
-        sys.stdout.write(report.to_text(result, colour=report.use_colour(sys.stdout)))
+        sys.stdout.writelines(report.text_lines(result, colour=report.use_colour(sys.stdout)))
     return EXIT_VIOLATION if result.errors else EXIT_OK

@@ -397,6 +397,18 @@ class GuardedStdout:
         except OSError as exc:
             raise StdoutError(exc) from None
 
+    def writelines(self, lines: Iterable[str]) -> None:
+        """Each string in turn (a generator's too), guarded as `write`, a few thousand
+        at a time."""
+        chunk: list[str] = []
+        for s in lines:
+            chunk.append(s)
+            if len(chunk) >= 4096:
+                self.write("".join(chunk))
+                chunk.clear()
+        if chunk:
+            self.write("".join(chunk))
+
     def flush(self) -> None:
         if self._inner is None:
             return

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Iterator
 from typing import IO, Any
 
 from evtchn_spec import __version__
@@ -36,30 +37,34 @@ def _summary(result: CheckResult) -> dict[str, Any]:
 
 
 def to_text(result: CheckResult, colour: bool = False) -> str:
+    return "".join(text_lines(result, colour))
+
+
+def text_lines(result: CheckResult, colour: bool = False) -> Iterator[str]:
+    """The text report line by line, each with its newline: written as they are made,
+    a report of 100,000 findings is never held whole."""
     def c(kind: str, text: str) -> str:
         return f"{_COLOURS[kind]}{text}{_COLOURS['reset']}" if colour else text
 
-    lines: list[str] = []
     mixed = result.config.dialects_used == "mixed"
     for f in result.findings:
         first = f.locations[0] if f.locations else None
         head = f"{first}: " if first is not None else ""
         tag = f" ({f.dialect} dialect)" if mixed and f.dialect else ""
-        lines.append(f"{c('bold', head)}{c(f.severity, f.severity)}"
-                     f"{c('bold', f'[{f.rule}]')}: {f.message}{tag}")
+        yield (f"{c('bold', head)}{c(f.severity, f.severity)}"
+               f"{c('bold', f'[{f.rule}]')}: {f.message}{tag}\n")
         for lc in f.locations:
-            lines.append(f"  {lc}: {c('note', 'note')}: {lc.node}")
+            yield f"  {lc}: {c('note', 'note')}: {lc.node}\n"
         if f.hint:
-            lines.append(f"  = fix: {f.hint}")
+            yield f"  = fix: {f.hint}\n"
     cfg = result.config
     s = _summary(result)
     if not cfg.endpoints:
-        lines.append("no event channels declared in this device tree (nothing to bind)")
-    lines.append(f"dialect: {cfg.dialects_used} (--dialect {cfg.dialect_mode}); "
-                 f"Xen {cfg.profile.name}; {s['domains']} domains, {s['endpoints']} "
-                 f"endpoint nodes, {s['channels']} channels made at boot")
-    lines.append(f"{s['errors']} error(s), {s['warnings']} warning(s)")
-    return "\n".join(lines) + "\n"
+        yield "no event channels declared in this device tree (nothing to bind)\n"
+    yield (f"dialect: {cfg.dialects_used} (--dialect {cfg.dialect_mode}); "
+           f"Xen {cfg.profile.name}; {s['domains']} domains, {s['endpoints']} "
+           f"endpoint nodes, {s['channels']} channels made at boot\n")
+    yield f"{s['errors']} error(s), {s['warnings']} warning(s)\n"
 
 
 def end_of(lc: Loc) -> tuple[int, int]:

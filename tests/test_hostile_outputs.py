@@ -611,7 +611,8 @@ def _cli(argv: list[str], cwd: Path, stdout: Any = subprocess.PIPE,
 
 STDOUT_COMMANDS: list[list[str]] = [
     ["dump", "ex.dts"], ["dump", "ex.dts", "--format", "dtb"], ["check", "ex.dts"],
-    ["table", "ex.dts"], ["boot", "ex.dts"], ["graph", "ex.dts"],
+    ["table", "ex.dts"], ["boot", "ex.dts"], ["boot", "ex.dts", "--format", "json"],
+    ["graph", "ex.dts"],
     ["prove", "ex.dts", "--orders", "off"], ["fix", "fixable.dts"],
     ["run", "ex.dts", "trace.json"], ["vectors", "--help"], ["diff", "--help"],
     ["xen", "--help"], ["--help"],
