@@ -23,6 +23,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 from enum import Enum
+from sys import intern
 
 from evtchn_spec.grammar.errors import Span
 from evtchn_spec.grammar.tree import Node, Property, Tree
@@ -258,7 +259,8 @@ class Loc:
 
 def loc(node: Node, span: Span | None = None) -> Loc:
     s = span or node.span
-    return Loc(s.file, s.line, s.column, node.path, s.end_line, s.end_column)
+    # (a node is named by several findings and their notes: one copy of its path)
+    return Loc(s.file, s.line, s.column, intern(node.path), s.end_line, s.end_column)
 
 
 def prop_loc(node: Node, prop: Property | None, offset: int | None = None) -> Loc:
