@@ -143,7 +143,7 @@ def build(cfg: Config) -> Facts:
     for spec in cfg.domains:
         cite = None
         if spec.node is not None:
-            enh = spec.node.properties.get("xen,enhanced")
+            enh = spec.node.get("xen,enhanced")
             cite = _cite(spec.node, enh.span if enh is not None else spec.node.span,
                          f"domain {spec.name}")
         xs = spec.xenstore and xs_dom is not None and spec.domid != xs_dom
@@ -164,7 +164,7 @@ def build(cfg: Config) -> Facts:
         got = f.index.get(id(node))
         if got is not None:
             return got
-        prop = node.properties.get("xen,evtchn")
+        prop = node.get("xen,evtchn")
         value = prop.value if prop is not None else b""
         cells = prop.cells() if prop is not None else []
         nf = NodeFact(len(f.nodes), node, prop is not None, len(value),

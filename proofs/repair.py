@@ -418,7 +418,7 @@ def _edits(cfg: Config, f: Facts, new_ports: dict[int, int],
         n: NodeFact = f.nodes[i]
         if new == n.port:
             continue
-        prop = n.node.properties.get("xen,evtchn")
+        prop = n.node.get("xen,evtchn")
         piece = prop.piece_at(0) if prop is not None else None
         if piece is None:
             raise InputError(n.node.span, f"{n.node.path}: the port cell has no source "

@@ -404,7 +404,7 @@ class _Boot:
 
     def _prop_cells(self, node: Node, side: str, origin: Node) -> tuple[int, int] | None:
         """get_evtchn_dt_property: (port, phandle) or a failure."""
-        prop = node.properties.get("xen,evtchn")
+        prop = node.get("xen,evtchn")
         if prop is None:
             self.fail(R.XEN_PROP_MISSING,
                       f"{side} {node.path} has no xen,evtchn property",
@@ -446,7 +446,8 @@ class _Boot:
             return
         port1, ph = got
         remote = cfg.find_by_phandle(ph)
-        prop = node.properties["xen,evtchn"]
+        prop = node.get("xen,evtchn")
+        assert prop is not None  # (_prop_cells read it)
         if remote is None:
             self.fail(R.XEN_PEER_UNKNOWN,
                       f"{node.path}: xen,evtchn names phandle {ph:#x}, which no node has",
@@ -458,7 +459,8 @@ class _Boot:
         if got2 is None:
             return
         port2, back = got2
-        rprop = remote.properties["xen,evtchn"]
+        rprop = remote.get("xen,evtchn")
+        assert rprop is not None
         my_ph = cfg.phandle(node)
         if my_ph != back:
             self.fail(R.XEN_PEER_ASYMMETRIC,

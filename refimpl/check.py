@@ -155,7 +155,7 @@ def _endpoints(cfg: Config, res: BootResult, out: _Collector) -> None:
                         R.hint(R.SEED_PLACE), d)
             continue
         # xen dialect
-        status = node.properties.get("status")
+        status = node.get("status")
         if (status is not None and status.value.rstrip(b"\0") not in (b"okay", b"ok")
                 and (realised or ep.v1)):
                 out.add(R.XEN_STATUS_IGNORED,
@@ -234,7 +234,7 @@ def _seed_domain_locs(cfg: Config, ep: Endpoint) -> list[Loc]:
 
 
 def _compat_loc(ep: Endpoint) -> Loc:
-    prop = ep.node.properties.get("compatible")
+    prop = ep.node.get("compatible")
     return loc(ep.node, prop.span) if prop is not None else loc(ep.node)
 
 
@@ -278,7 +278,7 @@ def _sparse(res: BootResult, out: _Collector) -> None:
                                       8 if ch.node_a is ch.node_b else 0)):
             n = used.get(dom, 0)
             if port >= EVTCHNS_PER_BUCKET and n < EVTCHNS_PER_BUCKET:
-                prop = node.properties.get("xen,evtchn")
+                prop = node.get("xen,evtchn")
                 out.add(R.EVT_PORT_SPARSE,
                         f"port {port} in d{dom}, which uses {n} ports: Xen allocates every "
                         f"{EVTCHNS_PER_BUCKET}-port bucket up to it and the guest scans a "

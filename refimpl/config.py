@@ -130,7 +130,7 @@ def xen_profile(version: str) -> XenProfile:
 
 def has_compat(node: Node, compat: str) -> bool:
     """dt_device_is_compatible: any string of the list, case-insensitively."""
-    prop = node.properties.get("compatible")
+    prop = node.get("compatible")
     if prop is None:
         return False
     return compat.lower().encode("latin-1") in _lower_strings(prop.value)
@@ -142,7 +142,7 @@ def _lower_strings(value: bytes) -> set[bytes]:
 
 def has_compat_exact(node: Node, compat: str) -> bool:
     """libfdt's fdt_node_check_compatible: any string of the list, case-sensitively."""
-    prop = node.properties.get("compatible")
+    prop = node.get("compatible")
     return prop is not None and compat in _c_strings(prop.value)
 
 
@@ -178,7 +178,7 @@ def inherited_cells(node: Node, name: str, default: int) -> int:
     walks up the unflattened tree)."""
     here: Node | None = node
     while here is not None:
-        v = read_u32(here.properties.get(name))
+        v = read_u32(here.get(name))
         if v is not None:
             return v
         here = here.parent
@@ -196,9 +196,9 @@ def host_cpus(tree: Tree) -> int:
         return 1
     regs: set[bytes] = set()
     for child in cpus.children.values():
-        rc, kind = xen_read_string(child.properties.get("device_type"))
+        rc, kind = xen_read_string(child.get("device_type"))
         if rc == 0 and kind == "cpu":
-            reg = child.properties.get("reg")
+            reg = child.get("reg")
             regs.add(reg.value if reg is not None else b"")
     return max(len(regs), 1)
 
@@ -209,7 +209,7 @@ def xen_integer_option(tree: Tree, chosen: Node | None, name: str) -> int | None
     simple_strtoll's (base 0, leading digits; trailing junk still assigns them)."""
     if chosen is None:
         return None
-    rc, line = xen_read_string(chosen.properties.get("xen,xen-bootargs"))
+    rc, line = xen_read_string(chosen.get("xen,xen-bootargs"))
     if rc != 0 or line is None:
         return None
     value: int | None = None
@@ -380,7 +380,7 @@ class Config:
             if node.parent is not None:
                 depth[id(node)] = depth[id(node.parent)] + 1
             ph = 0
-            for p in node.properties.values():
+            for p in node.prop_list():
                 if p.name in ("phandle", "linux,phandle"):
                     if ph == 0:
                         ph = int.from_bytes(p.value[:4].ljust(4, b"\0"), "big")
@@ -392,9 +392,9 @@ class Config:
                     self.dup_phandles.setdefault(ph, [self.by_phandle[ph]]).append(node)
             else:
                 self.by_phandle[ph] = node
-            cprop = node.properties.get("compatible")
+            cprop = node.get("compatible")
             compats = _lower_strings(cprop.value) if cprop is not None else set()
-            if ("xen,evtchn" in node.properties or b"xen,evtchn-v1" in compats
+            if (node.get("xen,evtchn") is not None or b"xen,evtchn-v1" in compats
                     or b"xen,evtchn" in compats):
                 self.candidates.append(node)
             if depth[id(node)] <= 3 and (b"xen,multiboot-module" in compats
@@ -405,7 +405,7 @@ class Config:
         """process_multiboot_node, for the modules that decide which domains exist."""
         if not node.path.startswith("/chosen"):
             return kind_guess
-        reg = node.properties.get("reg")
+        reg = node.get("reg")
         parent = node.parent
         assert parent is not None
         ac = inherited_cells(parent, "#address-cells", 2)
@@ -453,7 +453,7 @@ class Config:
         mod: BootModule | None = None
         for child in domain_node.children.values():
             if has_compat(child, "multiboot,kernel"):
-                reg = child.properties.get("reg")
+                reg = child.get("reg")
                 ac = inherited_cells(domain_node, "#address-cells", 2)
                 start = _number(reg.cells()[:ac]) if reg is not None else -1
                 mod = next((m for m in self.modules if m.kind == "kernel" and m.start == start),
@@ -484,8 +484,8 @@ class Config:
             self.domain_nodes.append(child)
             domid += 1
             spec = DomainSpec(domid, node_name(child), child, False)
-            spec.vcpus = read_u32(child.properties.get("cpus"))
-            rc, s = xen_read_string(child.properties.get("xen,enhanced"))
+            spec.vcpus = read_u32(child.get("cpus"))
+            rc, s = xen_read_string(child.get("xen,enhanced"))
             if rc == -EINVAL:
                 spec.enhanced = "absent"
             elif rc == -ENODATA:
@@ -500,7 +500,7 @@ class Config:
             spec.xenstore = spec.xenstore_requested and not (
                 self.profile.legacy_no_port and rc == 0 and s == "legacy")
             if self.profile.late_xenstore:
-                caps = read_u32(child.properties.get("capabilities"))
+                caps = read_u32(child.get("capabilities"))
                 if caps is not None:
                     spec.capabilities = caps
                     if caps & (DOMAIN_CAPS_HARDWARE | DOMAIN_CAPS_XENSTORE):
@@ -512,7 +512,7 @@ class Config:
         domain_ids = {id(n) for n in self.domain_nodes}
         chosen = self.chosen
         for node in self.candidates:
-            prop = node.properties.get("xen,evtchn")
+            prop = node.get("xen,evtchn")
             cells = prop.cells() if prop is not None else []
             v1 = has_compat(node, COMPAT_V1)
             seed_compat = has_compat(node, COMPAT_SEED)
