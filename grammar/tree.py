@@ -294,7 +294,7 @@ class Property:
             if folded is not None:
                 self._pieces = folded
                 self._span = files
-            else:  # (a span in another file than its value: cpp line markers)
+            else:  # (the span in another file than the value, or past 32 bits)
                 self._pieces = unpack_pieces(pieces, files)
 
     def _init_folded(self, name: str, value: bytes, refs: list[RawRef] | None,

@@ -6,14 +6,17 @@ import argparse
 import shutil
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from types import ModuleType
 
 import pytest
 
+from evtchn_spec import grammar as grammar_pkg
 from evtchn_spec.cli.common import command_inputs
 from evtchn_spec.grammar import dts as dts_mod
 from evtchn_spec.grammar.dtb import read_dtb, write_dtb
 from evtchn_spec.grammar.dts import parse_dts
 from evtchn_spec.grammar.errors import InputError
+from evtchn_spec.grammar.tree import FileTable, Tree
 
 
 def _files(tmp_path: Path) -> Path:
@@ -86,23 +89,30 @@ def test_parses_keep_no_module_state(tmp_path: Path) -> None:
     assert not any(k in vars(dts_mod) for k in ("_CTX", "_LOCK"))
 
 
+def _module_containers() -> dict[tuple[str, str], int]:
+    """The size of every list, dict and set a module of the front end holds."""
+    return {(mod.__name__, name): len(v) for mod in vars(grammar_pkg).values()
+            if isinstance(mod, ModuleType)
+            for name, v in vars(mod).items() if isinstance(v, (list, dict, set))}
+
+
+def _tables(tree: Tree) -> list[FileTable]:
+    """The file table of each property of the root (each one is packed and folded)."""
+    props = tree.root.prop_list()
+    tables = [p._span for p in props if isinstance(p._span, FileTable)]
+    assert len(tables) == len(props)
+    return tables
+
+
 def test_no_parse_state_outlives_its_tree(tmp_path: Path) -> None:
     """The file names packed pieces point at belong to the parse: a second parse of
     other files numbers its own, and no module of the front end keeps a growing table."""
-    import evtchn_spec.grammar as pkg
-
-    def tables(tree_: object) -> set[int]:
-        root = tree_.root  # type: ignore[attr-defined]
-        return {id(p._span) for p in root.prop_list() if type(p._span) is not type(root.span)}
-
-    before = {name: len(v) for mod in list(vars(pkg).values()) if hasattr(mod, "__dict__")
-              for name, v in vars(mod).items() if isinstance(v, (list, dict, set))}
+    before = _module_containers()
     one = parse_dts(b"/dts-v1/;\n/ { a = <1>; b = <2 3>; };\n", str(tmp_path / "one.dts"))
     two = parse_dts(b"/dts-v1/;\n/ { a = <1>; };\n", str(tmp_path / "two.dts"))
-    assert len(tables(one)) == 1 and len(tables(two)) == 1 and tables(one) != tables(two)
-    for tree_, name in ((one, "one.dts"), (two, "two.dts")):
-        (table,) = {tuple(p._span) for p in tree_.root.prop_list()}  # type: ignore[arg-type]
-        assert table == (str(tmp_path / name),)
-    after = {name: len(v) for mod in list(vars(pkg).values()) if hasattr(mod, "__dict__")
-             for name, v in vars(mod).items() if isinstance(v, (list, dict, set))}
-    assert after == before
+    for tree, name in ((one, "one.dts"), (two, "two.dts")):
+        tables = _tables(tree)
+        assert len({id(tb) for tb in tables}) == 1  # one table for the whole parse
+        assert list(tables[0]) == [str(tmp_path / name)]
+    assert _tables(one)[0] is not _tables(two)[0]
+    assert _module_containers() == before
