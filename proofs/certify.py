@@ -18,7 +18,7 @@ from typing import Any, BinaryIO
 
 import z3
 
-from .encode import CLAIMS, LOGIC, Candidate, Obligation
+from .encode import CLAIMS, LOGIC, Candidate, Obligation, cone
 from .facts import Cite
 
 
@@ -27,6 +27,8 @@ class Counterexample:
     message: str
     cites: list[Cite]
     values: dict[str, int] = field(default_factory=dict)
+    # the term of the query the model makes true (what `core` explains); not reported
+    witness: str = ""
 
     def as_json(self) -> dict[str, Any]:
         return {"message": self.message, "locations": [c.as_json() for c in self.cites],
@@ -158,40 +160,28 @@ def explain_sat(ob: Obligation, timeout_ms: int, ctx: z3.Context | None = None
 
     for c in ob.candidates:
         if val_bool(c.var):
-            return Counterexample(c.message, list(c.cites))
-    seen: dict[int, Candidate] = {}
+            return Counterexample(c.message, list(c.cites), witness=c.var)
+    seen: dict[int, tuple[str, Candidate]] = {}
     for k, _, cand in ob.pairs:
         v = val_int(k)
         if v < 0:
             continue
         if v in seen:
-            first = seen[v]
+            first_k, first = seen[v]
             dyn = {ob.aux[q]: val_int(q) for q in ob.aux}
             msg = f"{first.message} and {cand.message} both hold port {v} in {ob.scope}"
-            return Counterexample(msg, [*first.cites, *cand.cites], {"port": v, **dyn})
-        seen[v] = cand
+            return Counterexample(msg, [*first.cites, *cand.cites], {"port": v, **dyn},
+                                  witness=f"(= {first_k} {k})")
+        seen[v] = (k, cand)
     return Counterexample(f"{ob.rule} is violated in {ob.scope}", [])
 
 
-def core(ob: Obligation, negate: bool, timeout_ms: int, ctx: z3.Context | None = None
-         ) -> list[Cite]:
-    """The DTS places of a minimal unsat core: of facts + violation (a proof: what it
-    needs) or of facts + not violation (a conflict: what forces it). `ctx`: a context
-    to reuse; the script starts with (reset), so nothing of an earlier one remains."""
-    text = ob.text(named=True)
-    if negate:
-        last = f"(assert {ob.violation})\n"
-        assert text.endswith(last)
-        text = text[: -len(last)] + f"(assert (not {ob.violation}))\n"
-    head = "(reset)\n" + (f"(set-option :timeout {timeout_ms})\n" if timeout_ms > 0 else "") + (
-        "(set-option :produce-unsat-cores true)\n(set-option :smt.core.minimize true)\n"
-        f"(set-logic {LOGIC})\n")
-    ctx = ctx or z3.Context()
-    out = z3.Z3_eval_smtlib2_string(ctx.ref(), head + text + "(check-sat)\n(get-unsat-core)\n")
-    lines = out.lstrip("\n").split("\n", 1)
-    if lines[0].strip() != "unsat" or len(lines) < 2:
+def core(ob: Obligation, negate: bool, timeout_ms: int, ctx: z3.Context | None = None,
+         witness: str = "") -> list[Cite]:
+    """The DTS places of core_facts, each once, in the facts' order."""
+    names = core_facts(ob, negate, timeout_ms, ctx, witness)
+    if names is None:
         return []
-    names = set(lines[1].replace("(", " ").replace(")", " ").split())
     places: list[Cite] = []
     seen: set[tuple[str, int, int]] = set()
     for name, cite in zip(ob.facts.names, ob.facts.cites, strict=True):
@@ -201,6 +191,52 @@ def core(ob: Obligation, negate: bool, timeout_ms: int, ctx: z3.Context | None =
                 seen.add(key)
                 places.append(cite)
     return places
+
+
+def core_facts(ob: Obligation, negate: bool, timeout_ms: int,
+               ctx: z3.Context | None = None, witness: str = "") -> set[str] | None:
+    """The fact names of a minimal unsat core: of facts + violation (a proof: what it
+    needs) or of facts + not violation (a conflict: what forces it). With `witness`
+    (a counterexample's term), of facts + not witness: what forces that counterexample,
+    found over the witness's cone (encode.cone: a core there is a core of the whole
+    query), else over the whole query. None if there is no core (not unsat). `ctx`: a
+    context to reuse; each script starts with (reset), so nothing of an earlier one
+    remains."""
+    ctx = ctx or z3.Context()
+    names: set[str] | None = None
+    if negate and witness:
+        facts, defs = cone(ob, witness)
+        names = _core_names(ctx, timeout_ms, [
+            *ob.decls, *(f"(assert (! {a} :named {n}))" for n, a, _ in facts), *defs,
+            f"(assert (not {witness}))"])
+        if names is None:
+            names = _core_names(ctx, timeout_ms, [_whole(ob), f"(assert (not {witness}))"])
+    if names is None:
+        last = f"(assert (not {ob.violation}))" if negate else f"(assert {ob.violation})"
+        names = _core_names(ctx, timeout_ms, [_whole(ob), last])
+    return names
+
+
+def _whole(ob: Obligation) -> str:
+    """The query with named facts, without its violation."""
+    text = ob.text(named=True)
+    last = f"(assert {ob.violation})\n"
+    assert text.endswith(last)
+    return text[: -len(last)].rstrip("\n")
+
+
+def _core_names(ctx: z3.Context, timeout_ms: int, lines: Iterable[str]) -> set[str] | None:
+    """The fact names of a minimised unsat core of the query in `lines`; None unless
+    it is unsat."""
+    head = "(reset)\n" + (f"(set-option :timeout {timeout_ms})\n" if timeout_ms > 0 else "") + (
+        "(set-option :produce-unsat-cores true)\n(set-option :smt.core.minimize true)\n"
+        f"(set-logic {LOGIC})\n")
+    out = z3.Z3_eval_smtlib2_string(ctx.ref(), head + "\n".join(lines)
+                                    + "\n(check-sat)\n(get-unsat-core)\n")
+    answer = out.lstrip("\n").split("\n", 1)
+    if answer[0].strip() != "unsat" or len(answer) < 2:
+        return None
+    return set(answer[1].replace("(", " ").replace(")", " ").split())
 
 
 class _Contexts:
@@ -255,7 +291,8 @@ def run_groups(groups: Iterable[tuple[str, list[Obligation]]], timeout_s: float 
             if ans == "sat":
                 v.counterexample = explain_sat(ob, ms, models.next())
                 if cores:
-                    v.core = core(ob, True, ms, cores_at.next())
+                    v.core = core(ob, True, ms, cores_at.next(),
+                                  v.counterexample.witness)
             elif ans == "unsat" and explain:
                 v.core = core(ob, False, ms, cores_at.next())
             verdicts.append(v)

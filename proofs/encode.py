@@ -17,6 +17,7 @@ scopes are small (one domain at a time), so building and solving grow linearly.
 
 from __future__ import annotations
 
+import re
 from collections import defaultdict
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -100,11 +101,16 @@ class Obligation:
     facts: FactBlock
     decls: list[str]
     defs: list[str]  # definitions of candidate/aux variables (not facts)
+    defines: list[str]  # per def, the one symbol it constrains (for `cone`)
     violation: str
     candidates: list[Candidate] = field(default_factory=list)
     pairs: list[tuple[str, str, Candidate]] = field(default_factory=list)  # BUSY keys
     aux: dict[str, str] = field(default_factory=dict)  # model values to report
     released: bool = False
+
+    def __post_init__(self) -> None:
+        if len(self.defs) != len(self.defines):
+            raise ValueError(f"internal: {self.rule}: a definition names no symbol")
 
     def text(self, named: bool = False) -> str:
         """The query (without check-sat): declarations, facts, definitions, violation."""
@@ -128,12 +134,59 @@ class Obligation:
     def release(self) -> None:
         """Drop the query once discharged (its rule and scope stay for the report)."""
         self.facts = NO_FACTS
-        self.decls, self.defs, self.violation = [], [], ""
+        self.decls, self.defs, self.defines, self.violation = [], [], [], ""
         self.candidates, self.pairs, self.aux = [], [], {}
         self.released = True
 
 
 NO_FACTS = FactBlock("", "", ())
+
+# The data functions of the queries (DECLS, and _lost's inch/inv). A fact fixes one of
+# them at a literal argument, "(= (c0 12) 5)", or a declared constant, "(= e3 true)".
+_DATA = ("hp", "nb", "c0", "c1", "ph", "haspar", "dm", "tg", "lim", "xs", "inch", "inv")
+_APP = re.compile(r"\((" + "|".join(_DATA) + r") (\d+|\(- \d+\))\)")
+_APP_ANY = re.compile(r"\((" + "|".join(_DATA) + r") \((?!- )")  # at a computed argument
+_IDENT = re.compile(r"[A-Za-z_][\w]*")
+
+
+def cone(ob: Obligation, term: str) -> tuple[list[tuple[str, str, Cite | None]],
+                                              list[str]]:
+    """The facts and definitions `term` depends on: the definitions of every symbol
+    it names, then of every symbol those name, and the facts of every datum any of
+    them reads (every fact of a function read at a computed argument, such as
+    "(hp (tg 4))").
+
+    Any subset of a query's facts and definitions is weaker than the query, so an
+    unsat core found over the cone is an unsat core of the whole query; the cone only
+    makes it small (a domain's port model has hundreds of definitions, one candidate
+    needs a few)."""
+    by_sym: dict[str, list[int]] = defaultdict(list)
+    for i, sym in enumerate(ob.defines):
+        by_sym[sym].append(i)
+    names: set[str] = set()
+    apps: set[str] = set()
+    whole: set[str] = set()
+    keep: set[int] = set()
+    todo = [term]
+    while todo:
+        text = todo.pop()
+        apps.update(m.group(0) for m in _APP.finditer(text))
+        whole.update(_APP_ANY.findall(text))
+        for ident in _IDENT.findall(text):
+            if ident in names:
+                continue
+            names.add(ident)
+            for i in by_sym.get(ident, ()):
+                if i not in keep:
+                    keep.add(i)
+                    todo.append(ob.defs[i])
+    facts = []
+    for name, assertion, cite in ob.facts.items():
+        m = _APP.match(assertion, 3)  # "(= SUBJECT VALUE)", SUBJECT "(f N)" or a constant
+        if (m.group(0) in apps or m.group(1) in whole) if m is not None \
+                else assertion[3:].split(" ", 1)[0] in names:
+            facts.append((name, assertion, cite))
+    return facts, [ob.defs[i] for i in sorted(keep)]
 
 
 def _b(v: bool) -> str:
@@ -243,6 +296,7 @@ def _structural(facts: Facts) -> Iterator[tuple[str, list[Obligation]]]:
             fs = _FactSet(facts) if dom not in blocks else None
             cands: list[Candidate] = []
             defs: list[str] = []
+            syms: list[str] = []
             for v in groups[dom]:
                 cond, msg = _visit_cond(facts, rule, v)
                 t = nodes[v].target
@@ -252,6 +306,7 @@ def _structural(facts: Facts) -> Iterator[tuple[str, list[Obligation]]]:
                         fs.node(t, "hp", "nb", "c1", "par", "dm")
                 name = f"v{v}"
                 defs.append(f"(declare-const {name} Bool)\n(assert (= {name} {cond}))")
+                syms.append(name)
                 nv = nodes[v]
                 cites = [nv.cites["prop"]] + ([nodes[t].cites["ref"]] if t >= 0 else [])
                 cands.append(Candidate(name, msg, cites))
@@ -261,7 +316,8 @@ def _structural(facts: Facts) -> Iterator[tuple[str, list[Obligation]]]:
                 else cands[0].var
             scope = (f"visits in d{dom} ({facts.domains[dom].name})" if dom >= 0
                      else "visits in no created domain")
-            out.append(Obligation(rule, scope, blocks[dom], [DECLS], defs, violation, cands))
+            out.append(Obligation(rule, scope, blocks[dom], [DECLS], defs, syms, violation,
+                                  cands))
         if out:
             yield rule, out
 
@@ -350,8 +406,9 @@ def _port_domain(facts: Facts, d: int, scope: str, evs: list[_Event],
             return
         viol = "(or " + " ".join(c.var for c in cands) + ")" if len(cands) > 1 \
             else cands[0].var
-        out.append(Obligation(rule, scope, fs, [DECLS, *(extra or [])], defs, viol,
-                              cands))
+        # each of these definitions is its candidate's
+        out.append(Obligation(rule, scope, fs, [DECLS, *(extra or [])], defs,
+                              [c.var for c in cands], viol, cands))
 
     def cand(name: str, cond: str, msg: str, cites: list[Cite]) -> tuple[str, Candidate]:
         return f"(declare-const {name} Bool)\n(assert (= {name} {cond}))", \
@@ -405,6 +462,7 @@ def _port_domain(facts: Facts, d: int, scope: str, evs: list[_Event],
     # request takes the lowest free port at that moment, which the solver works out.
     mfs = base(True)
     mdefs: list[str] = []
+    msyms: list[str] = []  # the symbol each of mdefs constrains
     mextra: list[str] = []
     pairs: list[tuple[str, str, Candidate]] = []
     aux: dict[str, str] = {}
@@ -417,19 +475,38 @@ def _port_domain(facts: Facts, d: int, scope: str, evs: list[_Event],
     a_pos: dict[int, int] = {}  # attempt time -> index of its side A in `earlier`
     lz: list[Candidate] = []  # BUSY candidates beyond the distinctness of held ports
 
+    held_names: dict[int, str] = {}  # attempt time -> its held condition's name
+
+    def mdef(sym: str, text: str) -> None:
+        mdefs.append(text)
+        msyms.append(sym)
+
     def lowest_free(q: str, before: list[tuple[str, str]]) -> str:
         return ports.lowest_free(ports.SMT, q, before, limit=f"(lim {d})")
 
+    def held_of(at: Attempt) -> str:
+        """_held as a name defined once: every later event's allocation and BUSY
+        candidate mentions it, so writing it out each time made a domain's queries
+        quadratic in text (a definition, so the answers are the same)."""
+        if at.a == at.b:
+            return "false"
+        h = held_names.get(at.time)
+        if h is None:
+            h = held_names[at.time] = f"h{at.time}"
+            mextra.append(f"(declare-const {h} Bool)")
+            mdef(h, f"(assert (= {h} {_held(at, nodes)}))")
+        return h
+
     for e in sorted(evs, key=lambda e: (e.att.time, e.side)):
         at = e.att
-        held = _held(at, nodes)
+        held = held_of(at)
         n = nodes[e.node]
         if e.side == "A":
             port = f"(c0 {e.node})"
             if n.port == 0 and nodes[at.b].dom == d and at.a != at.b:
                 q = f"qa{at.time}"
                 mextra.append(f"(declare-const {q} Int)")
-                mdefs.append(f"(assert (=> (= (c0 {e.node}) 0) {lowest_free(q, earlier)}))")
+                mdef(q, f"(assert (=> (= (c0 {e.node}) 0) {lowest_free(q, earlier)}))")
                 qa[at.time] = q
                 aux[q] = f"port Xen allocates for {n.node.path} (asked for 0)"
         else:
@@ -451,8 +528,8 @@ def _port_domain(facts: Facts, d: int, scope: str, evs: list[_Event],
                 zdefs.append((at, "(and " + " ".join(own) + ")"))
             if n.port == 0:
                 aux[q] = f"port Xen binds for {n.node.path} (asked for 0)"
-                mdefs.append(f"(assert (=> (= (c0 {e.node}) 0) {lowest_free(q, before)}))")
-            mdefs.append(f"(assert (=> (not (= (c0 {e.node}) 0)) (= {q} (c0 {e.node}))))")
+                mdef(q, f"(assert (=> (= (c0 {e.node}) 0) {lowest_free(q, before)}))")
+            mdef(q, f"(assert (=> (not (= (c0 {e.node}) 0)) (= {q} (c0 {e.node}))))")
         if at.a != at.b and earlier and not _held_py(facts, at):
             # A channel that fails anyway (a bad port on one side) still asks for its
             # port on the other side first: -EBUSY if an earlier channel holds it.
@@ -466,13 +543,13 @@ def _port_domain(facts: Facts, d: int, scope: str, evs: list[_Event],
             df, c = cand(f"u{at.time}{e.side}", f"(and (not {held}) {tried} (or {hits}))",
                          f"{n.node.path} asks for port {n.port} of d{d}, which an earlier "
                          "channel holds", [n.cites["port"]])
-            mdefs.append(df)
+            mdef(c.var, df)
             lz.append(c)
         if at.a != at.b:
             k = f"k{at.time}{e.side}"
             mextra.append(f"(declare-const {k} Int)")
             sentinel = at.time * 2 + 1 + (e.side == "B")
-            mdefs.append(f"(assert (= {k} (ite {held} {port} (- {sentinel}))))")
+            mdef(k, f"(assert (= {k} (ite {held} {port} (- {sentinel}))))")
             keyterms.append(k)
             pairs.append((k, port, Candidate(k, n.node.path, [n.cites["port"]])))
             if e.side == "A":
@@ -492,7 +569,7 @@ def _port_domain(facts: Facts, d: int, scope: str, evs: list[_Event],
                          f"{na.node.path} asks for port 0 and gets the lowest free port of "
                          f"d{d}, which its peer {nb_.node.path} asks for",
                          [na.cites["port"], nb_.cites["port"]])
-            mdefs.append(df)
+            mdef(c.var, df)
             lz.append(c)
         df, c = cand(f"z{at.time}", f"(and (= (c0 {a}) 0) {own_ok})",
                      f"{na.node.path} is side A (visited first) and asks for port 0; "
@@ -502,8 +579,8 @@ def _port_domain(facts: Facts, d: int, scope: str, evs: list[_Event],
         zc.append(c)
     if zc:
         out.append(Obligation(R.EVT_PORT_ZERO, scope, mfs, [DECLS, *mextra],
-                              [*mdefs, *zd], "(or " + " ".join(c.var for c in zc)
-                              + " false)", zc))
+                              [*mdefs, *zd], [*msyms, *(c.var for c in zc)],
+                              "(or " + " ".join(c.var for c in zc) + " false)", zc))
 
     # EVT-PORT-BUSY: the ports the channels keep are distinct.
     terms = [f"(not (distinct {' '.join(keyterms)}))"] if len(keyterms) >= 2 else []
@@ -511,7 +588,7 @@ def _port_domain(facts: Facts, d: int, scope: str, evs: list[_Event],
     if terms:
         viol = terms[0] if len(terms) == 1 else "(or " + " ".join(terms) + ")"
         out.append(Obligation(R.EVT_PORT_BUSY, scope, mfs, [DECLS, *mextra], mdefs,
-                              viol, lz, pairs, aux))
+                              msyms, viol, lz, pairs, aux))
     return out
 
 
@@ -526,12 +603,14 @@ def _lost(facts: Facts) -> list[Obligation]:
         items: list[tuple[str, str, Cite | None]] = []
         cands = []
         defs: list[str] = []
+        syms: list[str] = []
         for j, e in enumerate(eps):
             items.append((f"inch_{j}", f"(= (inch {j}) {_b(e.in_channel)})", e.cite))
             items.append((f"inv_{j}", f"(= (inv {j}) {_b(e.involved)})", e.cite))
             name = f"l{j}"
             defs.append(f"(declare-const {name} Bool)\n"
                         f"(assert (= {name} (and (not (inch {j})) (not (inv {j})))))")
+            syms.append(name)
             what = "never visited" if rule == R.XEN_NOT_WALKED else "skipped (not xen,evtchn-v1)"
             cands.append(Candidate(name, f"{e.node.path} is {what} and in no channel",
                                    [e.cite]))
@@ -539,7 +618,7 @@ def _lost(facts: Facts) -> list[Obligation]:
             else cands[0].var
         out.append(Obligation(rule, "all endpoints", fact_block(items),
                               ["(declare-fun inch (Int) Bool)\n(declare-fun inv (Int) Bool)"],
-                              defs, viol, cands))
+                              defs, syms, viol, cands))
     return out
 
 
@@ -549,7 +628,7 @@ def _listed(rule: str, cites: list[Cite], what: str) -> Obligation:
     decls = [f"(declare-const e{j} Bool)" for j in range(len(cites))]
     cands = [Candidate(f"e{j}", f"{c.node}: {what}", [c]) for j, c in enumerate(cites)]
     viol = "(or " + " ".join(c.var for c in cands) + ")" if len(cands) > 1 else cands[0].var
-    return Obligation(rule, "all", fact_block(items), decls, [], viol, cands)
+    return Obligation(rule, "all", fact_block(items), decls, [], [], viol, cands)
 
 
 def rule_groups(facts: Facts) -> Iterator[tuple[str, list[Obligation]]]:
