@@ -158,9 +158,16 @@ def explain_sat(ob: Obligation, timeout_ms: int, ctx: z3.Context | None = None
         v = m.eval(z3.Int(name, ctx), model_completion=True)
         return int(v.as_long()) if z3.is_int_value(v) else -1
 
+    c0 = z3.Function("c0", z3.IntSort(ctx), z3.IntSort(ctx))
+
+    def val_port(node: int) -> int:
+        v = m.eval(c0(z3.IntVal(node, ctx)), model_completion=True)
+        return int(v.as_long()) if z3.is_int_value(v) else -1
+
     for c in ob.candidates:
         if val_bool(c.var):
-            return Counterexample(c.message, list(c.cites), witness=c.var)
+            return Counterexample(c.message, list(c.cites),
+                                  witness=_asked(ob, c.var, val_int, val_port))
     seen: dict[int, tuple[str, Candidate]] = {}
     for k, _, cand in ob.pairs:
         v = val_int(k)
@@ -174,6 +181,22 @@ def explain_sat(ob: Obligation, timeout_ms: int, ctx: z3.Context | None = None
                                   witness=f"(= {first_k} {k})")
         seen[v] = (k, cand)
     return Counterexample(f"{ob.rule} is violated in {ob.scope}", [])
+
+
+def _asked(ob: Obligation, var: str, val_int: Callable[[str], int],
+           val_port: Callable[[int], int]) -> str:
+    """The witness of candidate `var`: itself, or for "a failing channel asks for a
+    held port", that it fails after asking and that the key of the earlier end the
+    model says holds the port equals it (a term without the domain's port sets, so
+    its cone is the two channels)."""
+    if var not in ob.asks:
+        return var
+    fails, node, upto = ob.asks[var]
+    want = val_port(node)
+    for k, _, _ in ob.pairs[:upto]:
+        if want >= 0 and val_int(k) == want:
+            return f"(and {fails} (= {k} (c0 {node})))"
+    return var
 
 
 def core(ob: Obligation, negate: bool, timeout_ms: int, ctx: z3.Context | None = None,
@@ -206,37 +229,51 @@ def core_facts(ob: Obligation, negate: bool, timeout_ms: int,
     names: set[str] | None = None
     if negate and witness:
         facts, defs = cone(ob, witness)
-        names = _core_names(ctx, timeout_ms, [
-            *ob.decls, *(f"(assert (! {a} :named {n}))" for n, a, _ in facts), *defs,
-            f"(assert (not {witness}))"])
+        names = _minimal_core(ctx, timeout_ms, ob.decls, facts,
+                              [*defs, f"(assert (not {witness}))"])
         if names is None:
-            names = _core_names(ctx, timeout_ms, [_whole(ob), f"(assert (not {witness}))"])
+            names = _minimal_core(ctx, timeout_ms, ob.decls, ob.facts.items(),
+                                  [*ob.defs, f"(assert (not {witness}))"])
     if names is None:
         last = f"(assert (not {ob.violation}))" if negate else f"(assert {ob.violation})"
-        names = _core_names(ctx, timeout_ms, [_whole(ob), last])
+        names = _minimal_core(ctx, timeout_ms, ob.decls, ob.facts.items(), [*ob.defs, last])
     return names
 
 
-def _whole(ob: Obligation) -> str:
-    """The query with named facts, without its violation."""
-    text = ob.text(named=True)
-    last = f"(assert {ob.violation})\n"
-    assert text.endswith(last)
-    return text[: -len(last)].rstrip("\n")
-
-
-def _core_names(ctx: z3.Context, timeout_ms: int, lines: Iterable[str]) -> set[str] | None:
-    """The fact names of a minimised unsat core of the query in `lines`; None unless
-    it is unsat."""
-    head = "(reset)\n" + (f"(set-option :timeout {timeout_ms})\n" if timeout_ms > 0 else "") + (
-        "(set-option :produce-unsat-cores true)\n(set-option :smt.core.minimize true)\n"
-        f"(set-logic {LOGIC})\n")
-    out = z3.Z3_eval_smtlib2_string(ctx.ref(), head + "\n".join(lines)
-                                    + "\n(check-sat)\n(get-unsat-core)\n")
+def _minimal_core(ctx: z3.Context, timeout_ms: int, decls: list[str],
+                  facts: list[tuple[str, str, Cite | None]], query: list[str]
+                  ) -> set[str] | None:
+    """The names of a minimal set of `facts` that, with `decls` and `query`, is unsat;
+    None unless all of them are. Z3's core (smt.core.minimize) comes first; then every fact of it
+    is dropped in turn, and one that can go goes (Z3's minimisation leaves some in
+    queries over arrays). An unknown keeps its fact: the set still forces the query,
+    it may then not be minimal."""
+    timeout = f"(set-option :timeout {timeout_ms})\n" if timeout_ms > 0 else ""
+    declared = "\n".join(decls)
+    body = "\n".join(query)
+    head = (f"(reset)\n{timeout}(set-option :produce-unsat-cores true)\n"
+            f"(set-option :smt.core.minimize true)\n(set-logic {LOGIC})\n")
+    named = "\n".join(f"(assert (! {a} :named {n}))" for n, a, _ in facts)
+    out = z3.Z3_eval_smtlib2_string(ctx.ref(), f"{head}{declared}\n{named}\n{body}\n"
+                                    "(check-sat)\n(get-unsat-core)\n")
     answer = out.lstrip("\n").split("\n", 1)
     if answer[0].strip() != "unsat" or len(answer) < 2:
         return None
-    return set(answer[1].replace("(", " ").replace(")", " ").split())
+    names = set(answer[1].replace("(", " ").replace(")", " ").split())
+    keep = [(n, a) for n, a, _ in facts if n in names]
+    head = f"(reset)\n{timeout}(set-logic {LOGIC})\n{declared}\n{body}\n"
+    while keep:
+        # one script: each fact left out in turn
+        script = [head]
+        for i in range(len(keep)):
+            script.append("(push 1)\n" + "".join(f"(assert {a})\n" for j, (_, a) in
+                                                  enumerate(keep) if j != i)
+                          + "(check-sat)\n(pop 1)\n")
+        answers = z3.Z3_eval_smtlib2_string(ctx.ref(), "".join(script)).split()
+        if "unsat" not in answers:
+            break
+        del keep[answers.index("unsat")]
+    return {n for n, _ in keep}
 
 
 class _Contexts:

@@ -27,7 +27,7 @@ from evtchn_spec.refimpl import rules as R
 from . import ports
 from .facts import XENSTORE_PORT, Attempt, Cite, Facts, NodeFact
 
-LOGIC = "QF_UFLIA"
+LOGIC = "QF_AUFLIA"
 DECLS = ("(declare-fun hp (Int) Bool)\n(declare-fun nb (Int) Int)\n"
          "(declare-fun c0 (Int) Int)\n(declare-fun c1 (Int) Int)\n"
          "(declare-fun ph (Int) Int)\n(declare-fun haspar (Int) Bool)\n"
@@ -106,6 +106,10 @@ class Obligation:
     candidates: list[Candidate] = field(default_factory=list)
     pairs: list[tuple[str, str, Candidate]] = field(default_factory=list)  # BUSY keys
     aux: dict[str, str] = field(default_factory=dict)  # model values to report
+    # BUSY candidates "a failing channel asks for a held port": candidate -> (its
+    # "fails after asking" Boolean, the node whose port cell it asks for, how many of
+    # `pairs` come before it), so that a model names the channel holding that port
+    asks: dict[str, tuple[str, int, int]] = field(default_factory=dict)
     released: bool = False
 
     def __post_init__(self) -> None:
@@ -135,7 +139,7 @@ class Obligation:
         """Drop the query once discharged (its rule and scope stay for the report)."""
         self.facts = NO_FACTS
         self.decls, self.defs, self.defines, self.violation = [], [], [], ""
-        self.candidates, self.pairs, self.aux = [], [], {}
+        self.candidates, self.pairs, self.aux, self.asks = [], [], {}, {}
         self.released = True
 
 
@@ -359,17 +363,10 @@ def _vb(b: int, db: int) -> str:
     return f"(and (<= (c0 {b}) (lim {db})) (not (and (xs {db}) (= (c0 {b}) {XENSTORE_PORT}))))"
 
 
-def _held(at: Attempt, nodes: list[NodeFact]) -> str:
-    """The attempt makes its channel, so both ports stay taken."""
-    if at.a == at.b:
-        return "false"
-    a, b = at.a, at.b
-    return (f"(and (not (= (c0 {a}) 0)) {_va(a, nodes[a].dom)} {_vb(b, nodes[b].dom)})")
-
-
 def _held_py(facts: Facts, at: Attempt) -> bool:
-    """The data's value of _held (used only to skip emitting a disjunct that its own
-    guard would make false)."""
+    """The data's value of an attempt's held condition (h<time> in _port_domain: side A
+    asks for a port other than 0 and both sides' ports are allocatable; used only to
+    skip emitting a disjunct that its own guard would make false)."""
     a, b = facts.nodes[at.a], facts.nodes[at.b]
     da, db = facts.domains[a.dom], facts.domains[b.dom]
     ok_a = a.port != 0 and a.port <= da.limit and not (da.xenstore and a.port == XENSTORE_PORT)
@@ -460,6 +457,10 @@ def _port_domain(facts: Facts, d: int, scope: str, evs: list[_Event],
 
     # The domain's port model: which port every event holds, in Xen's order. A port-0
     # request takes the lowest free port at that moment, which the solver works out.
+    # The ports held after each attempt are a set (an array from port to "held"), so
+    # "a failing channel asks for a port an earlier channel holds" is one select, not a
+    # disjunction over every earlier channel: a domain's query grows linearly with its
+    # channels.
     mfs = base(True)
     mdefs: list[str] = []
     msyms: list[str] = []  # the symbol each of mdefs constrains
@@ -470,12 +471,31 @@ def _port_domain(facts: Facts, d: int, scope: str, evs: list[_Event],
     if facts.domains[d].xenstore:
         earlier.append((f"(xs {d})", str(XENSTORE_PORT)))
     keyterms: list[str] = []
+    asks: dict[str, tuple[str, int, int]] = {}  # see Obligation.asks
     qa: dict[int, str] = {}  # loopback attempts whose side A asks for port 0
     zdefs: list[tuple[Attempt, str]] = []  # side B's own allocation succeeds
     a_pos: dict[int, int] = {}  # attempt time -> index of its side A in `earlier`
     lz: list[Candidate] = []  # BUSY candidates beyond the distinctness of held ports
 
     held_names: dict[int, str] = {}  # attempt time -> its held condition's name
+    # the set of ports held before the current attempt. At first only the xenstore
+    # port (1), in a domain with xenstore: Sinit is pinned so at every port the
+    # queries read (a set is only ever read at those, and a read goes down the
+    # stores to Sinit at the same port), which needs no constant arrays (not
+    # SMT-LIB 2.6: cvc5 takes them only with --arrays-exp).
+    ports_held = "Sinit"
+    mextra.append("(declare-const Sinit (Array Int Bool))")
+    pinned: set[str] = set()
+    taken: list[str] = []  # ports the current attempt takes in d, if it is made
+
+    def held_now(port: str) -> str:
+        """`port` is in the set of ports held before the current attempt."""
+        if port not in pinned:
+            pinned.add(port)
+            first = (f"(and (xs {d}) (= {port} {XENSTORE_PORT}))"
+                     if facts.domains[d].xenstore else "false")
+            mdef("Sinit", f"(assert (= (select Sinit {port}) {first}))")
+        return f"(select {ports_held} {port})"
 
     def mdef(sym: str, text: str) -> None:
         mdefs.append(text)
@@ -485,16 +505,23 @@ def _port_domain(facts: Facts, d: int, scope: str, evs: list[_Event],
         return ports.lowest_free(ports.SMT, q, before, limit=f"(lim {d})")
 
     def held_of(at: Attempt) -> str:
-        """_held as a name defined once: every later event's allocation and BUSY
-        candidate mentions it, so writing it out each time made a domain's queries
-        quadratic in text (a definition, so the answers are the same)."""
+        """The attempt makes its channel (so both ports stay taken), as a name defined
+        once: every later allocation and candidate mentions it, and writing it out each
+        time made a domain's queries quadratic in text (a definition, so the answers
+        are the same)."""
         if at.a == at.b:
             return "false"
         h = held_names.get(at.time)
         if h is None:
             h = held_names[at.time] = f"h{at.time}"
-            mextra.append(f"(declare-const {h} Bool)")
-            mdef(h, f"(assert (= {h} {_held(at, nodes)}))")
+            ga, gb = f"ga{at.time}", f"gb{at.time}"
+            mextra.append(f"(declare-const {h} Bool)\n(declare-const {ga} Bool)\n"
+                          f"(declare-const {gb} Bool)")
+            # side A is allocated; side B's own port is allocatable (see _held)
+            mdef(ga, f"(assert (= {ga} (and (not (= (c0 {at.a}) 0)) "
+                     f"{_va(at.a, nodes[at.a].dom)})))")
+            mdef(gb, f"(assert (= {gb} {_vb(at.b, nodes[at.b].dom)}))")
+            mdef(h, f"(assert (= {h} (and {ga} {gb})))")
         return h
 
     for e in sorted(evs, key=lambda e: (e.att.time, e.side)):
@@ -520,9 +547,8 @@ def _port_domain(facts: Facts, d: int, scope: str, evs: list[_Event],
             na = nodes[at.a]
             if na.port == 0:
                 # EVT-PORT-ZERO needs side B's own allocation to succeed first.
-                own = [_vb(at.b, d), f"(=> (not (= (c0 {e.node}) 0)) (and " + " ".join(
-                    f"(or (not {h}) (not (= {p} (c0 {e.node}))))" for h, p in earlier)
-                    + " true))"]
+                own = [_vb(at.b, d), f"(=> (not (= (c0 {e.node}) 0)) "
+                       f"(not {held_now(f'(c0 {e.node})')}))"]
                 if at.time in qa:
                     own.append(f"(not (= (c0 {e.node}) {qa[at.time]}))")
                 zdefs.append((at, "(and " + " ".join(own) + ")"))
@@ -533,14 +559,15 @@ def _port_domain(facts: Facts, d: int, scope: str, evs: list[_Event],
         if at.a != at.b and earlier and not _held_py(facts, at):
             # A channel that fails anyway (a bad port on one side) still asks for its
             # port on the other side first: -EBUSY if an earlier channel holds it.
-            na = nodes[at.a]
             if e.side == "A":
-                tried = f"(and (not (= (c0 {at.a}) 0)) {_va(at.a, d)})"
+                tried = f"ga{at.time}"
             else:
-                tried = (f"(and (not (= (c0 {at.a}) 0)) {_va(at.a, na.dom)} "
-                         f"(not (= (c0 {e.node}) 0)) {_vb(e.node, d)})")
-            hits = " ".join(f"(and {h} (= {p} (c0 {e.node})))" for h, p in earlier)
-            df, c = cand(f"u{at.time}{e.side}", f"(and (not {held}) {tried} (or {hits}))",
+                tried = f"(and ga{at.time} (not (= (c0 {e.node}) 0)) gb{at.time})"
+            f = f"f{at.time}{e.side}"  # fails, after asking for its port here
+            mextra.append(f"(declare-const {f} Bool)")
+            mdef(f, f"(assert (= {f} (and (not {held}) {tried})))")
+            asks[f"u{at.time}{e.side}"] = (f, e.node, len(pairs))
+            df, c = cand(f"u{at.time}{e.side}", f"(and {f} {held_now(f'(c0 {e.node})')})",
                          f"{n.node.path} asks for port {n.port} of d{d}, which an earlier "
                          "channel holds", [n.cites["port"]])
             mdef(c.var, df)
@@ -550,11 +577,21 @@ def _port_domain(facts: Facts, d: int, scope: str, evs: list[_Event],
             mextra.append(f"(declare-const {k} Int)")
             sentinel = at.time * 2 + 1 + (e.side == "B")
             mdef(k, f"(assert (= {k} (ite {held} {port} (- {sentinel}))))")
-            keyterms.append(k)
             pairs.append((k, port, Candidate(k, n.node.path, [n.cites["port"]])))
+            keyterms.append(k)
+            taken.append(port)
             if e.side == "A":
                 a_pos[at.time] = len(earlier)
             earlier.append((held, port))
+        if taken and (e.side == "B" or nodes[at.b].dom != d):
+            # the attempt is over in d: what it holds if it was made
+            after = f"S{at.time}"
+            stores = ports_held
+            for p in taken:
+                stores = f"(store {stores} {p} true)"
+            mextra.append(f"(declare-const {after} (Array Int Bool))")
+            mdef(after, f"(assert (= {after} (ite {held} {stores} {ports_held})))")
+            ports_held, taken = after, []
 
     # EVT-PORT-ZERO: side A asked for port 0 and side B (in d) got its own port, so
     # the bind names port 0 of side A's domain. Checked in side B's domain.
@@ -582,13 +619,15 @@ def _port_domain(facts: Facts, d: int, scope: str, evs: list[_Event],
                               [*mdefs, *zd], [*msyms, *(c.var for c in zc)],
                               "(or " + " ".join(c.var for c in zc) + " false)", zc))
 
-    # EVT-PORT-BUSY: the ports the channels keep are distinct.
+    # EVT-PORT-BUSY: the ports the channels keep are distinct (Z3's own distinct, which
+    # is cheaper than asking the port sets for each), and no channel that fails asks
+    # for a held one first.
     terms = [f"(not (distinct {' '.join(keyterms)}))"] if len(keyterms) >= 2 else []
     terms += [c.var for c in lz]
     if terms:
         viol = terms[0] if len(terms) == 1 else "(or " + " ".join(terms) + ")"
         out.append(Obligation(R.EVT_PORT_BUSY, scope, mfs, [DECLS, *mextra], mdefs,
-                              msyms, viol, lz, pairs, aux))
+                              msyms, viol, lz, pairs, aux, asks))
     return out
 
 
