@@ -1,18 +1,21 @@
 """Discharge the obligations with Z3 and turn its answers into verdicts.
 
-All obligations of one rule go to Z3 as one SMT-LIB script (push / query /
-check-sat / pop per scope), evaluated inside Z3 (`Z3_eval_smtlib2_string`), so
-the text that was checked is exactly the certificate another solver re-checks.
-A `sat` query is run again alone to read the model (the counterexample) and,
-with named facts, the unsat core of "facts and not violation" (the fewest DTS
-places that force the violation). `unknown` (timeout) is never a proof.
+A rule's obligations go to Z3 as SMT-LIB scripts of about BATCH_CHARS (push /
+query / check-sat / pop per scope), evaluated inside Z3 (`Z3_eval_smtlib2_string`),
+so the text that was checked is exactly the certificate another solver re-checks;
+the batches run on a few threads (Z3 runs outside Python's lock). A `sat` query is
+run again alone to read the model (the counterexample) and, with named facts, the
+minimal unsat core of "facts and not its witness" (the DTS places that force it).
+`unknown` (timeout) is never a proof.
 """
 
 from __future__ import annotations
 
 import math
+import os
 import time
 from collections.abc import Callable, Iterable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, BinaryIO
 
@@ -60,18 +63,14 @@ class RuleReport:
         return "proved"
 
 
-def _script(obs: list[Obligation], timeout_ms: int, named: bool = False,
-            tail: str = "") -> str:
+def _script(obs: list[Obligation], timeout_ms: int) -> str:
     head = [f"(set-option :timeout {timeout_ms})"] if timeout_ms > 0 else []
-    if named:
-        head.append("(set-option :produce-unsat-cores true)")
-        head.append("(set-option :smt.core.minimize true)")
     head.append(f"(set-logic {LOGIC})")
     parts = ["\n".join(head) + "\n"]
     for ob in obs:
         parts.append("(push 1)\n")
-        parts.append(ob.text(named))
-        parts.append("(check-sat)\n" + tail + "(pop 1)\n")
+        parts.append(ob.text())
+        parts.append("(check-sat)\n(pop 1)\n")
     return "".join(parts)
 
 
@@ -81,20 +80,20 @@ def _script(obs: list[Obligation], timeout_ms: int, named: bool = False,
 BATCH_CHARS = 1 << 20
 
 
-def _answers(group: list[Obligation], timeout_ms: int) -> list[str]:
-    """The check-sat answers of a rule's obligations, in order."""
-    answers: list[str] = []
+def _batches(group: list[Obligation]) -> list[list[Obligation]]:
+    """A rule's obligations in scripts of about BATCH_CHARS characters, in order."""
+    out: list[list[Obligation]] = []
     batch: list[Obligation] = []
     size = 0
     for ob in group:
         batch.append(ob)
         size += ob.text_size()
         if size >= BATCH_CHARS:
-            answers += _batch_answers(batch, timeout_ms)
+            out.append(batch)
             batch, size = [], 0
     if batch:
-        answers += _batch_answers(batch, timeout_ms)
-    return answers
+        out.append(batch)
+    return out
 
 
 def _batch_answers(batch: list[Obligation], timeout_ms: int) -> list[str]:
@@ -112,6 +111,11 @@ def timeout_ms(seconds: float | None) -> int:
     if seconds >= (2**32 - 1) / 1000:
         return 2**32 - 1
     return max(1, math.ceil(seconds * 1000))
+
+
+# Z3's cores minimised. Set once, here: an smt.* option set inside a script is a
+# global of Z3 too, and scripts run on several threads (run_groups).
+z3.set_param("smt.core.minimize", True)
 
 
 class SolverGaveUp(Exception):
@@ -244,15 +248,15 @@ def _minimal_core(ctx: z3.Context, timeout_ms: int, decls: list[str],
                   facts: list[tuple[str, str, Cite | None]], query: list[str]
                   ) -> set[str] | None:
     """The names of a minimal set of `facts` that, with `decls` and `query`, is unsat;
-    None unless all of them are. Z3's core (smt.core.minimize) comes first; then every fact of it
-    is dropped in turn, and one that can go goes (Z3's minimisation leaves some in
-    queries over arrays). An unknown keeps its fact: the set still forces the query,
+    None unless all of them are. Z3's core (smt.core.minimize) comes first; then every
+    fact of it is dropped in turn, and one that can go goes (Z3's minimisation leaves
+    some in queries over arrays). An unknown keeps its fact: the set still forces the query,
     it may then not be minimal."""
     timeout = f"(set-option :timeout {timeout_ms})\n" if timeout_ms > 0 else ""
     declared = "\n".join(decls)
     body = "\n".join(query)
-    head = (f"(reset)\n{timeout}(set-option :produce-unsat-cores true)\n"
-            f"(set-option :smt.core.minimize true)\n(set-logic {LOGIC})\n")
+    # smt.core.minimize is set for the process below (a global of Z3)
+    head = f"(reset)\n{timeout}(set-option :produce-unsat-cores true)\n(set-logic {LOGIC})\n"
     named = "\n".join(f"(assert (! {a} :named {n}))" for n, a, _ in facts)
     out = z3.Z3_eval_smtlib2_string(ctx.ref(), f"{head}{declared}\n{named}\n{body}\n"
                                     "(check-sat)\n(get-unsat-core)\n")
@@ -306,41 +310,65 @@ def run(obs: list[Obligation], timeout_s: float = 0.0, explain: bool = False,
     return run_groups(by_rule.items(), timeout_s, explain, cores)
 
 
+def _decide(batch: list[Obligation], ms: int, explain: bool, cores: bool) -> list[Verdict]:
+    """One batch's verdicts: its answers, then each counterexample's model and core.
+    Everything it asks Z3 stays in contexts of its own, so a batch's verdicts do not
+    depend on which batches ran before it, or beside it."""
+    answers = _batch_answers(batch, ms)
+    if len(answers) != len(batch):
+        raise RuntimeError(f"internal: {len(answers)} answers for {len(batch)} queries")
+    verdicts = []
+    models, cores_at = _Contexts(), _Contexts()
+    for ob, ans in zip(batch, answers, strict=True):
+        ans = ans if ans in ("sat", "unsat") and not ob.unsupported else "unknown"
+        v = Verdict(ob, ans)
+        if ans == "sat":
+            v.counterexample = explain_sat(ob, ms, models.next())
+            if cores:
+                v.core = core(ob, True, ms, cores_at.next(), v.counterexample.witness)
+        elif ans == "unsat" and explain:
+            v.core = core(ob, False, ms, cores_at.next())
+        verdicts.append(v)
+    return verdicts
+
+
+def workers() -> int:
+    """How many batches are decided at once: one per CPU this process may run on (up
+    to 8). Z3 runs outside Python's lock, and each batch has its own contexts."""
+    try:
+        n = len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):  # not on every platform
+        n = os.cpu_count() or 1
+    return max(1, min(WORKERS_MAX, n))
+
+
+WORKERS_MAX = 8
+
+
 def run_groups(groups: Iterable[tuple[str, list[Obligation]]], timeout_s: float = 0.0,
                explain: bool = False, cores: bool = True,
                done: Callable[[RuleReport], None] | None = None,
                release: bool = False) -> list[RuleReport]:
-    """Discharge each rule's obligations as `groups` yields them. `done` sees each
-    rule's report as soon as it is decided (to stream the certificate); with `release`
-    the queries are then dropped, so only one rule's text is ever held."""
+    """Discharge each rule's obligations as `groups` yields them, its batches on
+    `workers()` threads (the verdicts are the same, in the same order, for any
+    number). `done` sees each rule's report as soon as it is decided (to stream the
+    certificate); with `release` the queries are then dropped, so only one rule's
+    text is ever held."""
     ms = timeout_ms(timeout_s)
     reports = []
-    for rule, group in groups:
-        t0 = time.perf_counter()
-        answers = _answers(group, ms)
-        if len(answers) != len(group):
-            raise RuntimeError(f"internal: {len(answers)} answers for {len(group)} queries")
-        verdicts = []
-        models, cores_at = _Contexts(), _Contexts()
-        for ob, ans in zip(group, answers, strict=True):
-            ans = ans if ans in ("sat", "unsat") else "unknown"
-            v = Verdict(ob, ans)
-            if ans == "sat":
-                v.counterexample = explain_sat(ob, ms, models.next())
-                if cores:
-                    v.core = core(ob, True, ms, cores_at.next(),
-                                  v.counterexample.witness)
-            elif ans == "unsat" and explain:
-                v.core = core(ob, False, ms, cores_at.next())
-            verdicts.append(v)
-        del models, cores_at
-        report = RuleReport(rule, CLAIMS.get(rule, rule), verdicts, time.perf_counter() - t0)
-        reports.append(report)
-        if done is not None:
-            done(report)
-        if release:
-            for ob in group:
-                ob.release()
+    with ThreadPoolExecutor(workers()) as pool:
+        for rule, group in groups:
+            t0 = time.perf_counter()
+            verdicts = [v for vs in pool.map(lambda b: _decide(b, ms, explain, cores),
+                                             _batches(group)) for v in vs]
+            report = RuleReport(rule, CLAIMS.get(rule, rule), verdicts,
+                                time.perf_counter() - t0)
+            reports.append(report)
+            if done is not None:
+                done(report)
+            if release:
+                for ob in group:
+                    ob.release()
     return reports
 
 
@@ -356,7 +384,8 @@ CERT_END = "(exit)\n"
 
 
 def _cert_block(n: int, ob: Obligation, answer: str) -> str:
-    return (f"; obligation {n}: {ob.rule} in {ob.scope}\n;! expect {answer}\n(push 1)\n"
+    why = f"; not modelled: {ob.unsupported}\n" if ob.unsupported else ""
+    return (f"; obligation {n}: {ob.rule} in {ob.scope}\n{why};! expect {answer}\n(push 1)\n"
             + ob.text(False) + "(check-sat)\n(pop 1)\n")
 
 

@@ -58,6 +58,9 @@ def prove_config(cfg: Any, timeout: float, explain: bool, orders: str,
             "queries": len(r.verdicts), "seconds": round(r.seconds, 6),
             "counterexamples": [], "unknown": [v.ob.scope for v in r.verdicts
                                                if v.answer == "unknown"]}
+        why = {v.ob.scope: v.ob.unsupported for v in r.verdicts if v.ob.unsupported}
+        if why:  # unknown by construction, not for want of time
+            entry["unsupported"] = why
         for v in r.verdicts:
             if v.counterexample is not None:
                 cx = v.counterexample.as_json()
@@ -112,7 +115,8 @@ def to_text(doc: dict[str, Any]) -> str:
                 lines.append("        core: " + ", ".join(
                     f"{c['file']}:{c['line']}:{c['column']}" for c in cx["core"]))
         for scope in e["unknown"]:
-            lines.append(f"      {scope}: unknown (timeout or solver gave up)")
+            why = e.get("unsupported", {}).get(scope, "timeout or solver gave up")
+            lines.append(f"      {scope}: unknown ({why})")
         for c in e.get("cores", []):
             if c["core"]:
                 lines.append(f"      proof of {c['scope']} needs: " + ", ".join(

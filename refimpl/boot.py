@@ -571,9 +571,11 @@ class _Boot:
         nodes = (na, nb)
         if rc == -ENOSPC:
             limit = min(d.max_evtchn_port, d.max_evtchns() - 1)
+            what = (f"port 0 asks for the lowest free port of d{dom} and every port up to "
+                    "the highest Xen allows there is taken" if port == 0 else
+                    f"port {port} in d{dom} is above the highest port Xen allows there")
             self.fail(R.EVT_PORT_RANGE,
-                      f"port {port} in d{dom} is above the highest port Xen allows there "
-                      f"({limit}: max_evtchn_port {d.max_evtchn_port}, 2-level limit "
+                      f"{what} ({limit}: max_evtchn_port {d.max_evtchn_port}, 2-level limit "
                       f"{d.max_evtchns()}) -> {name}",
                       [here, other], R.hint(R.EVT_PORT_RANGE, limit=limit), line,
                       PANIC_EVTCHN, origin, nodes)

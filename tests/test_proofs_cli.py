@@ -215,3 +215,44 @@ def test_fix_says_what_no_port_can_fix(capsys: pytest.CaptureFixture[str],
     out = tmp_path / "o.dts"
     rc, _, err = run(capsys, "fix", str(XEN / "phandle-dangling.dts"), "-o", str(out))
     assert rc == 1 and R.XEN_PEER_UNKNOWN in err and not out.exists()
+
+
+def _filling(ends: int) -> str:
+    """d2 gets `ends` channel ends with explicit ports from two peers, then two asking
+    for port 0: past 1,023 ends the second has no free port left (ENOSPC)."""
+    def dom(name: str, addr: int, lines: list[str]) -> str:
+        return (f"{name} {{ compatible = \"xen,domain\"; #address-cells = <2>; "
+                f"#size-cells = <1>; cpus = <1>; memory = <0 0x40000>;\n"
+                f"module@1 {{ compatible = \"multiboot,kernel\", \"multiboot,module\"; "
+                f"reg = <0 {addr:#x} 0x100000>; }};\n" + "\n".join(lines) + "\n};\n")
+    a, c, b = [], [], []
+    for i in range(ends + 2):  # the port-0 requests come last: d1 is visited after d0
+        side = a if i % 2 == 0 and i < ends else c
+        side.append(f"p{i}: e{i} {{ compatible = \"xen,evtchn-v1\"; "
+                    f"xen,evtchn = <{len(side) + 1} &q{i}>; }};")
+        b.append(f"q{i}: f{i} {{ compatible = \"xen,evtchn-v1\"; "
+                 f"xen,evtchn = <{i + 1 if i < ends else 0} &p{i}>; }};")
+    return ("/dts-v1/;\n/ { chosen { #address-cells = <2>; #size-cells = <1>;\n"
+            + dom("d0", 0x40000000, a) + dom("d1", 0x48000000, c)
+            + dom("d2", 0x50000000, b) + "}; };\n")
+
+
+@pytest.mark.parametrize("ends", [1000, 1022])
+def test_a_domain_that_may_run_out_of_ports_is_unknown_never_proved(
+        capsys: pytest.CaptureFixture[str], tmp_path: Path, ends: int) -> None:
+    """The port model does not say when a port-0 request finds its domain full; a
+    domain where that can happen (more ends than ports) leaves EVT-PORT-RANGE unknown,
+    whether or not check finds the ENOSPC (1,022 explicit ports and two port-0
+    requests: the second finds none)."""
+    dts = tmp_path / "filling.dts"
+    dts.write_text(_filling(ends))
+    rc, out, _ = run(capsys, "check", str(dts))
+    assert (rc == 1) == (ends == 1022) and ("ENOSPC" in out) == (ends == 1022), out[-600:]
+    rc, out, _ = run(capsys, "prove", str(dts), "--orders", "off", "--format", "json")
+    doc = json.loads(out)
+    (rng,) = [o for o in doc["obligations"] if o["rule"] == R.EVT_PORT_RANGE]
+    if ends == 1022:
+        assert rc == 3 and doc["verdict"] == "unknown" and rng["status"] == "unknown"
+        assert "ENOSPC" in rng["unsupported"][rng["unknown"][0]]
+    else:
+        assert rc == 0 and rng["status"] == "proved" and "unsupported" not in rng

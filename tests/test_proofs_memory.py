@@ -161,6 +161,7 @@ def test_timeout_in_a_batch_stays_unknown(monkeypatch: pytest.MonkeyPatch) -> No
     """A query Z3 gives up on, in any batch, is reported unknown, never proved."""
     real = certify.eval_script
     monkeypatch.setattr(certify, "BATCH_CHARS", 1)
+    monkeypatch.setattr(certify, "WORKERS_MAX", 1)  # calls in batch order
     calls: list[int] = []
 
     def flaky(script: str) -> list[str]:
@@ -174,3 +175,17 @@ def test_timeout_in_a_batch_stays_unknown(monkeypatch: pytest.MonkeyPatch) -> No
     assert len(calls) == len(answers) >= 2
     assert answers[1] == "unknown" and answers.count("unknown") == 1
     assert any(r.status == "unknown" for r in reports)
+
+
+@pytest.mark.parametrize("path", FILES, ids=str)
+def test_verdicts_do_not_depend_on_the_number_of_threads(
+        path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Batches decided side by side give the verdicts, models and cores of one thread
+    (each batch asks Z3 in contexts of its own)."""
+    monkeypatch.setattr(certify, "BATCH_CHARS", 2000)  # several batches per rule
+    runs = []
+    for n in (1, 3):
+        monkeypatch.setattr(certify, "workers", lambda n=n: n)
+        runs.append(_verdicts(certify.run_groups(encode.rule_groups(build(_cfg(path))),
+                                                 explain=True)))
+    assert runs[0] == runs[1]
