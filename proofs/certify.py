@@ -14,8 +14,9 @@ from __future__ import annotations
 import math
 import os
 import time
-from collections.abc import Callable, Iterable
-from concurrent.futures import ThreadPoolExecutor
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, BinaryIO
 
@@ -80,20 +81,19 @@ def _script(obs: list[Obligation], timeout_ms: int) -> str:
 BATCH_CHARS = 1 << 20
 
 
-def _batches(group: list[Obligation]) -> list[list[Obligation]]:
-    """A rule's obligations in scripts of about BATCH_CHARS characters, in order."""
-    out: list[list[Obligation]] = []
+def _batches(group: Iterable[Obligation]) -> Iterator[list[Obligation]]:
+    """A rule's obligations in scripts of about BATCH_CHARS characters, in order, taken
+    from `group` only as each batch is asked for."""
     batch: list[Obligation] = []
     size = 0
     for ob in group:
         batch.append(ob)
         size += ob.text_size()
         if size >= BATCH_CHARS:
-            out.append(batch)
+            yield batch
             batch, size = [], 0
     if batch:
-        out.append(batch)
-    return out
+        yield batch
 
 
 def _batch_answers(batch: list[Obligation], timeout_ms: int) -> list[str]:
@@ -345,31 +345,49 @@ def workers() -> int:
 WORKERS_MAX = 8
 
 
-def run_groups(groups: Iterable[tuple[str, list[Obligation]]], timeout_s: float = 0.0,
+def run_groups(groups: Iterable[tuple[str, Iterable[Obligation]]], timeout_s: float = 0.0,
                explain: bool = False, cores: bool = True,
                done: Callable[[RuleReport], None] | None = None,
-               release: bool = False) -> list[RuleReport]:
+               release: bool = False,
+               decided: Callable[[list[Verdict]], None] | None = None) -> list[RuleReport]:
     """Discharge each rule's obligations as `groups` yields them, its batches on
     `workers()` threads (the verdicts are the same, in the same order, for any
-    number). `done` sees each rule's report as soon as it is decided (to stream the
-    certificate); with `release` the queries are then dropped, so only one rule's
-    text is ever held."""
+    number); a batch is taken from its group only when a thread is about to be free,
+    so a group built lazily is held a few batches at a time. `decided` sees each
+    batch's verdicts, in order, while their queries are still there (to stream the
+    certificate); `done` sees each rule's report once it is decided; with `release`
+    a batch's queries are dropped once `decided` has seen them."""
     ms = timeout_ms(timeout_s)
     reports = []
-    with ThreadPoolExecutor(workers()) as pool:
+    n = workers()
+    with ThreadPoolExecutor(n) as pool:
         for rule, group in groups:
             t0 = time.perf_counter()
-            verdicts = [v for vs in pool.map(lambda b: _decide(b, ms, explain, cores),
-                                             _batches(group)) for v in vs]
+            verdicts: list[Verdict] = []
+            pending: deque[Future[list[Verdict]]] = deque()
+            for batch in _batches(group):
+                pending.append(pool.submit(_decide, batch, ms, explain, cores))
+                if len(pending) > n:  # one waiting per thread, no more
+                    verdicts += _collect(pending.popleft(), decided, release)
+            while pending:
+                verdicts += _collect(pending.popleft(), decided, release)
             report = RuleReport(rule, CLAIMS.get(rule, rule), verdicts,
                                 time.perf_counter() - t0)
             reports.append(report)
             if done is not None:
                 done(report)
-            if release:
-                for ob in group:
-                    ob.release()
     return reports
+
+
+def _collect(fut: Future[list[Verdict]], decided: Callable[[list[Verdict]], None] | None,
+             release: bool) -> list[Verdict]:
+    vs = fut.result()
+    if decided is not None:
+        decided(vs)
+    if release:
+        for v in vs:
+            v.ob.release()
+    return vs
 
 
 CERT_HEADER = (
@@ -397,8 +415,8 @@ class CertificateWriter:
         self.n = 0
         fh.write(CERT_HEADER.format(source=source).encode())
 
-    def rule(self, report: RuleReport) -> None:
-        for v in report.verdicts:
+    def batch(self, verdicts: list[Verdict]) -> None:
+        for v in verdicts:
             self.fh.write(_cert_block(self.n, v.ob, v.answer).encode())
             self.n += 1
 

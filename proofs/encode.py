@@ -17,9 +17,10 @@ scopes are small (one domain at a time), so building and solving grow linearly.
 
 from __future__ import annotations
 
+import itertools
 import re
 from collections import defaultdict
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 
 from evtchn_spec.refimpl import rules as R
@@ -249,8 +250,12 @@ class _FactSet:
 
 STRUCTURAL = (R.XEN_PROP_MISSING, R.XEN_PROP_SHORT, R.XEN_PEER_UNKNOWN,
               R.XEN_PEER_ASYMMETRIC, R.XEN_PEER_ROOT, R.XEN_DOMAIN_UNKNOWN)
+# One rule per pass: a pass yields its obligations a domain at a time, so a rule's
+# queries are built while the solver works through them. The port model of a domain
+# is built again for EVT-PORT-BUSY after EVT-PORT-ZERO, which needs it only in a
+# domain where some side A asks for port 0.
 PORT_PASSES = ((R.XEN_PEER_SELF,), (R.EVT_PORT_RANGE,), (R.EVT_PORT_XENSTORE,),
-               (R.EVT_PORT_ZERO, R.EVT_PORT_BUSY))
+               (R.EVT_PORT_ZERO,), (R.EVT_PORT_BUSY,))
 
 
 def _visit_cond(facts: Facts, rule: str, v: int) -> tuple[str, str]:
@@ -336,9 +341,9 @@ class _Event:
     key: str  # SMT name of the port this event holds
 
 
-def _ports(facts: Facts, want: tuple[str, ...]) -> list[Obligation]:
+def _ports(facts: Facts, want: tuple[str, ...]) -> Iterator[Obligation]:
     """EVT-PORT-* and XEN-PEER-SELF, one query per rule and domain; only the rules in
-    `want`."""
+    `want`, a domain at a time as they are asked for."""
     nodes = facts.nodes
     by_dom: dict[int, list[_Event]] = defaultdict(list)
     for at in facts.attempts:
@@ -346,13 +351,11 @@ def _ports(facts: Facts, want: tuple[str, ...]) -> list[Obligation]:
         db = nodes[at.b].dom
         by_dom[da].append(_Event(at, "A", at.a, f"pa{at.time}"))
         by_dom[db].append(_Event(at, "B", at.b, f"pb{at.time}"))
-    out: list[Obligation] = []
     for d in sorted(by_dom):
         evs = by_dom[d]
         df = facts.domains[d]
         scope = f"d{d} ({df.name})"
-        out += _port_domain(facts, d, scope, evs, want)
-    return out
+        yield from _port_domain(facts, d, scope, evs, want)
 
 
 def _va(a: int, da: int) -> str:
@@ -468,7 +471,10 @@ def _port_domain(facts: Facts, d: int, scope: str, evs: list[_Event],
                 sc.append(c)
         ob(R.XEN_PEER_SELF, base(True), sc, sd)
 
-    if R.EVT_PORT_ZERO not in want and R.EVT_PORT_BUSY not in want:
+    # EVT-PORT-ZERO has a candidate where a side B in d has a side A asking for 0
+    zero = R.EVT_PORT_ZERO in want and any(
+        e.side == "B" and nodes[e.att.a].port == 0 for e in evs)
+    if not zero and R.EVT_PORT_BUSY not in want:
         return out
 
     # The domain's port model: which port every event holds, in Xen's order. A port-0
@@ -632,7 +638,7 @@ def _port_domain(facts: Facts, d: int, scope: str, evs: list[_Event],
                                                              nb_.cites["port"]])
         zd.append(df)
         zc.append(c)
-    if zc:
+    if zc and zero:
         out.append(Obligation(R.EVT_PORT_ZERO, scope, mfs, [DECLS, *mextra],
                               [*mdefs, *zd], [*msyms, *(c.var for c in zc)],
                               "(or " + " ".join(c.var for c in zc) + " false)", zc))
@@ -642,7 +648,7 @@ def _port_domain(facts: Facts, d: int, scope: str, evs: list[_Event],
     # for a held one first.
     terms = [f"(not (distinct {' '.join(keyterms)}))"] if len(keyterms) >= 2 else []
     terms += [c.var for c in lz]
-    if terms:
+    if terms and R.EVT_PORT_BUSY in want:
         viol = terms[0] if len(terms) == 1 else "(or " + " ".join(terms) + ")"
         out.append(Obligation(R.EVT_PORT_BUSY, scope, mfs, [DECLS, *mextra], mdefs,
                               msyms, viol, lz, pairs, aux, asks))
@@ -688,18 +694,17 @@ def _listed(rule: str, cites: list[Cite], what: str) -> Obligation:
     return Obligation(rule, "all", fact_block(items), decls, [], [], viol, cands)
 
 
-def rule_groups(facts: Facts) -> Iterator[tuple[str, list[Obligation]]]:
+def rule_groups(facts: Facts) -> Iterator[tuple[str, Iterable[Obligation]]]:
     """Every obligation of the config, one rule at a time in RULE_ORDER, built only when
     asked for: a caller that discharges (and drops) each rule before the next keeps one
-    rule's queries in memory, not the whole config's."""
+    rule's queries in memory, not the whole config's; the port rules' obligations are
+    built a domain at a time as the caller takes them (each group is iterated once)."""
     yield from _structural(facts)
-    for want in PORT_PASSES:
-        obs = _ports(facts, want)
-        for rule in want:
-            group = [o for o in obs if o.rule == rule]
-            if group:
-                yield rule, group
-        del obs
+    for (rule,) in PORT_PASSES:
+        obs = _ports(facts, (rule,))
+        first = next(obs, None)
+        if first is not None:
+            yield rule, itertools.chain((first,), obs)
     for ob in _lost(facts):
         yield ob.rule, [ob]
     if facts.xenstore_without_domain:

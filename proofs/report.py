@@ -31,21 +31,26 @@ def prove_config(cfg: Any, timeout: float, explain: bool, orders: str,
     facts = build(cfg)
     t_enc = time.perf_counter() - t0
 
-    def timed_groups() -> Iterator[tuple[str, list[Any]]]:
+    def timed(it: Iterator[Any]) -> Iterator[Any]:
+        """`it`, with the time spent building each item added to the encoding time
+        (a port rule's obligations are built as the solver takes them)."""
         nonlocal t_enc
-        groups = encode.rule_groups(facts)
         while True:
             t = time.perf_counter()
-            group = next(groups, None)
+            item = next(it, None)
             t_enc += time.perf_counter() - t
-            if group is None:
+            if item is None:
                 return
-            yield group
+            yield item
+
+    def timed_groups() -> Iterator[tuple[str, Iterator[Any]]]:
+        for rule, group in timed(encode.rule_groups(facts)):
+            yield rule, timed(iter(group))
 
     writer = certify.CertificateWriter(certificate, cfg.tree.source) \
         if certificate is not None else None
     reports = certify.run_groups(timed_groups(), timeout, explain=explain,
-                                 done=writer.rule if writer is not None else None,
+                                 decided=writer.batch if writer is not None else None,
                                  release=True)
     if writer is not None:
         writer.close()

@@ -103,7 +103,7 @@ def test_fact_block_refuses_a_multi_line_fact() -> None:
 @pytest.mark.parametrize("path", FILES, ids=str)
 def test_rule_groups_are_the_obligations_in_rule_order(path: Path) -> None:
     facts = build(_cfg(path))
-    groups = list(encode.rule_groups(facts))
+    groups = [(r, list(g)) for r, g in encode.rule_groups(facts)]
     rules = [r for r, _ in groups]
     rank = {r: i for i, r in enumerate(encode.RULE_ORDER)}
     assert rules == sorted(set(rules), key=rank.__getitem__)  # each rule once, in order
